@@ -1,0 +1,187 @@
+//! The gatekeeper of private chat (ADR-208): it hands out LiveKit tokens for the shared
+//! private-messages room and keeps each participant's privacy metadata current.
+//!
+//! - `GET /private-messages/token`: a signed-fetch request (ADR-44, explorer signer) gets
+//!   `{"adapter":"livekit:<url>?access_token=<jwt>"}`; the token carries
+//!   `{"private_messages_privacy":…}` as participant metadata, read from the social service.
+//! - `PATCH /users/:address/private-messages-privacy`: the social service (bearer token) changes
+//!   a connected participant's metadata through LiveKit's RoomService.
+//! - `GET /ping`, `GET /status`, `GET /metrics`.
+//!
+//! Layout: [`config`] (environment), [`routes`] (HTTP), [`livekit`] (tokens and the
+//! [`livekit::RoomService`] boundary), [`privacy`] (the [`privacy::PrivacySource`] boundary and
+//! fallbacks), [`denylist`], [`metrics`], [`error`] (the error policy), [`stub`] (a stand-in
+//! privacy source for local runs and benchmarks).
+//!
+//! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0.
+
+pub mod config;
+pub mod denylist;
+pub mod error;
+pub mod livekit;
+pub mod metrics;
+pub mod privacy;
+pub mod routes;
+pub mod stub;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authchain::Verifier;
+
+pub use config::GatekeeperConfig;
+use denylist::{DenyList, DenyListSource};
+use livekit::{LiveKitRoomService, RoomService, TokenMinter};
+use metrics::Metrics;
+use privacy::{PrivacyResolver, PrivacySource, SocialServicePrivacy};
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub verifier: Verifier,
+    pub denylist: Arc<DenyList>,
+    pub privacy: PrivacyResolver,
+    pub room_service: Arc<dyn RoomService>,
+    pub tokens: TokenMinter,
+    pub auth_token: String,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for AppState {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Errors building the gatekeeper from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Builds an [`AppState`]: real implementations by default, any boundary replaceable.
+pub struct Builder {
+    config: GatekeeperConfig,
+    room_service: Option<Arc<dyn RoomService>>,
+    privacy_source: Option<Arc<dyn PrivacySource>>,
+}
+
+impl Builder {
+    pub fn new(config: GatekeeperConfig) -> Self {
+        Builder { config, room_service: None, privacy_source: None }
+    }
+
+    /// Replaces the LiveKit RoomService (tests).
+    pub fn room_service(mut self, rs: Arc<dyn RoomService>) -> Self {
+        self.room_service = Some(rs);
+        self
+    }
+
+    /// Replaces the privacy source (tests).
+    pub fn privacy_source(mut self, ps: Arc<dyn PrivacySource>) -> Self {
+        self.privacy_source = Some(ps);
+        self
+    }
+
+    /// Builds the state and starts its background tasks (deny-list refresh). Needs a Tokio
+    /// runtime.
+    pub fn build(self) -> Result<Arc<AppState>, BuildError> {
+        let c = self.config;
+        for (name, value) in [
+            ("PROD_LIVEKIT_HOST", &c.livekit_host),
+            ("PROD_LIVEKIT_API_KEY", &c.livekit_api_key),
+            ("PROD_LIVEKIT_API_SECRET", &c.livekit_api_secret),
+            ("COMMS_GATEKEEPER_AUTH_TOKEN", &c.auth_token),
+        ] {
+            if value.trim().is_empty() {
+                return Err(BuildError::Config(format!("{name} must not be empty")));
+            }
+        }
+        url::Url::parse(&c.livekit_host)
+            .map_err(|e| BuildError::Config(format!("PROD_LIVEKIT_HOST {:?}: {e}", c.livekit_host)))?;
+
+        let metrics = Arc::new(Metrics::new());
+        let mut verifier = Verifier::new()
+            .with_window(Duration::from_secs(c.window_secs))
+            .with_delegation_cache(100_000);
+        if let Some(url) = &c.catalyst_lambdas_url {
+            let v = authchain::catalyst::CatalystValidator::new(url, Duration::from_secs(10))
+                .map_err(|e| BuildError::Config(format!("CATALYST_LAMBDAS_URL: {e}")))?;
+            verifier = verifier.with_contract_wallet_validator(Arc::new(v));
+        }
+
+        let privacy_source: Option<Arc<dyn PrivacySource>> = match (self.privacy_source, &c.social_service_url) {
+            (Some(ps), _) => Some(ps),
+            (None, Some(url)) if !url.trim().is_empty() => Some(Arc::new(
+                SocialServicePrivacy::new(url, Duration::from_millis(c.social_timeout_ms))
+                    .map_err(|e| BuildError::Config(format!("SOCIAL_SERVICE_URL: {e}")))?,
+            )),
+            _ => {
+                tracing::warn!("SOCIAL_SERVICE_URL is not set: every user gets privacy 'all'");
+                None
+            }
+        };
+
+        let room_service = self.room_service.unwrap_or_else(|| {
+            Arc::new(LiveKitRoomService::new(
+                &c.livekit_host,
+                &c.livekit_api_key,
+                &c.livekit_api_secret,
+                Duration::from_millis(c.livekit_timeout_ms),
+            ))
+        });
+
+        let denylist = Arc::new(DenyList::default());
+        let mut background = Vec::new();
+        if let Some(location) = c.denylist_url.as_deref().filter(|s| !s.trim().is_empty()) {
+            let source = DenyListSource::new(location).map_err(|e| BuildError::Config(e.to_string()))?;
+            let m = metrics.clone();
+            background.push(denylist::spawn_refresh(
+                &denylist,
+                source,
+                Duration::from_secs(c.denylist_refresh_secs),
+                move |r| match r {
+                    Ok(n) => {
+                        m.denylist_size.set(n as i64);
+                    }
+                    Err(_) => {
+                        m.denylist_refresh_failures.inc();
+                    }
+                },
+            ));
+        }
+
+        Ok(Arc::new(AppState {
+            verifier,
+            denylist,
+            privacy: PrivacyResolver::new(privacy_source, 100_000),
+            room_service,
+            tokens: TokenMinter::new(
+                &c.livekit_host,
+                &c.livekit_api_key,
+                &c.livekit_api_secret,
+                &c.room,
+                c.token_ttl(),
+            ),
+            auth_token: c.auth_token.clone(),
+            metrics,
+            started: Instant::now(),
+            background,
+        }))
+    }
+}
+
+/// Serves the gatekeeper on `listener` until `shutdown` completes (then drains in-flight
+/// requests).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, routes::router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,205 @@
+//! Test harness for the private-chat workspace.
+//!
+//! - [`LiveKitServer`] starts a real `livekit-server` (v1.13.5, installed by `scripts/setup`)
+//!   bound to 127.0.0.1 with free ports and a generated loopback-only configuration, waits until
+//!   it answers, and kills it when dropped (also when the test panics, printing its log tail).
+//! - [`node`] runs the Node.js interop scripts in `interop/` (official npm packages).
+//! - [`free_tcp_port`] / [`free_udp_port`] pick ports for servers that cannot take a bound
+//!   listener.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+pub mod node;
+
+/// Errors from the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(
+        "livekit-server binary not found (looked at {0}); run `scripts/setup` or set LIVEKIT_SERVER_BIN"
+    )]
+    LiveKitMissing(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("livekit-server did not become ready within {0:?}; log:\n{1}")]
+    NotReady(Duration, String),
+    #[error("livekit-server exited early ({0}); log:\n{1}")]
+    Exited(String, String),
+    #[error("node: {0}")]
+    Node(String),
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where `scripts/setup` installs tools: `$PCHAT_TOOLS_DIR`, default `<workspace>/.tools`.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("PCHAT_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".tools"))
+}
+
+/// Path of the livekit-server binary: `$LIVEKIT_SERVER_BIN`, else `<tools>/bin/livekit-server`.
+pub fn livekit_binary() -> Result<PathBuf, HarnessError> {
+    let path = std::env::var_os("LIVEKIT_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools_dir().join("bin/livekit-server"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::LiveKitMissing(path.display().to_string()))
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; a small race is possible).
+pub fn free_tcp_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A free UDP port on 127.0.0.1.
+pub fn free_udp_port() -> std::io::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running `livekit-server` on loopback. Killed on drop.
+pub struct LiveKitServer {
+    child: Option<Child>,
+    pub http_port: u16,
+    pub udp_port: u16,
+    pub api_key: String,
+    pub api_secret: String,
+    dir: tempfile::TempDir,
+}
+
+impl LiveKitServer {
+    /// Starts a server with a random API key and secret and waits until it answers.
+    pub async fn start() -> Result<Self, HarnessError> {
+        let dir = tempfile::tempdir()?;
+        let api_key = format!("APItest{:08x}", rand::random::<u32>());
+        let api_secret = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+        let mut server = LiveKitServer {
+            child: None,
+            http_port: free_tcp_port()?,
+            udp_port: free_udp_port()?,
+            api_key,
+            api_secret,
+            dir,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// `ws://127.0.0.1:<port>`: the URL clients connect to.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.http_port)
+    }
+
+    /// `http://127.0.0.1:<port>`: the URL of the Twirp APIs.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("livekit.log")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "port: {http}\n\
+             bind_addresses:\n  - 127.0.0.1\n\
+             rtc:\n  udp_port: {udp}\n  tcp_port: 0\n  use_external_ip: false\n  \
+             enable_loopback_candidate: true\n  ips:\n    includes:\n      - 127.0.0.1/32\n\
+             room:\n  auto_create: true\n\
+             turn:\n  enabled: false\n\
+             keys:\n  {key}: {secret}\n\
+             logging:\n  level: info\n",
+            http = self.http_port,
+            udp = self.udp_port,
+            key = self.api_key,
+            secret = self.api_secret,
+        )
+    }
+
+    async fn spawn(&mut self) -> Result<(), HarnessError> {
+        let bin = livekit_binary()?;
+        let config_path = self.dir.path().join("livekit.yaml");
+        std::fs::write(&config_path, self.config())?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30)).await
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), HarnessError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| HarnessError::Node(e.to_string()))?;
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    return Err(HarnessError::Exited(status.to_string(), self.log()));
+                }
+            }
+            if let Ok(resp) = client.get(self.http_url()).send().await {
+                if resp.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(HarnessError::NotReady(limit, self.log()))
+    }
+
+    /// Stops the server (SIGKILL) and waits for it to exit.
+    pub async fn stop(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops and starts the server again on the same ports and keys.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop().await?;
+        self.spawn().await
+    }
+}
+
+impl Drop for LiveKitServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- livekit-server log (last lines) ----");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

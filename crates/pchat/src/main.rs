@@ -1,1 +1,114 @@
-fn main(){}
+//! `pchat`: one binary for every part of private chat. Each subcommand reads its configuration
+//! from the environment (flags override); `pchat <command> --help` lists the variables.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pchat", version, about = "Decentraland private chat (ADR-208) in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gatekeeper: LiveKit tokens for the private-messages room, privacy metadata updates.
+    Gatekeeper(gatekeeper::GatekeeperConfig),
+    /// Run a stand-in privacy source (GET/PUT /v1/users/:address/privacy-settings) for local use.
+    PrivacyStub {
+        /// Interface to listen on.
+        #[arg(long, env = "HTTP_SERVER_HOST", default_value = "127.0.0.1")]
+        host: String,
+        /// TCP port to listen on.
+        #[arg(long, env = "HTTP_SERVER_PORT", default_value_t = 3001)]
+        port: u16,
+    },
+    /// Print signed-fetch headers (ADR-44) for a request, as JSON, with a fresh random wallet
+    /// unless --private-key is given.
+    SignHeaders {
+        /// HTTP method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// URL path (no query string).
+        #[arg(long, default_value = "/private-messages/token")]
+        path: String,
+        /// Metadata JSON.
+        #[arg(long, default_value = r#"{"signer":"dcl:explorer"}"#)]
+        metadata: String,
+        /// Owner private key (hex). Default: a new random key.
+        #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
+        private_key: Option<String>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("invalid listen address {host}:{port}"))?;
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Gatekeeper(config) => {
+            init_tracing();
+            let listener = bind(&config.host, config.port).await?;
+            let state = gatekeeper::Builder::new(config.clone()).build()?;
+            tracing::info!(addr = %listener.local_addr()?, room = %config.room, livekit = %config.livekit_host, "gatekeeper listening");
+            gatekeeper::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::PrivacyStub { host, port } => {
+            init_tracing();
+            let listener = bind(&host, port).await?;
+            tracing::info!(addr = %listener.local_addr()?, "privacy stub listening");
+            gatekeeper::stub::PrivacyStub::default().serve(listener, shutdown_signal()).await?;
+        }
+        Command::SignHeaders { method, path, metadata, private_key } => {
+            let owner = match private_key {
+                Some(k) => authchain::Wallet::from_hex(&k).context("invalid --private-key")?,
+                None => authchain::Wallet::random(),
+            };
+            let expiration = chrono::Utc::now() + chrono::Duration::minutes(10);
+            let id = authchain::Identity::new(&owner, expiration);
+            let headers = id.signed_fetch_headers(&method, &path, authchain::now_ms(), &metadata);
+            let map: serde_json::Map<String, serde_json::Value> =
+                headers.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            println!("{}", serde_json::Value::Object(map));
+        }
+    }
+    Ok(())
+}
+

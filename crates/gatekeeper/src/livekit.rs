@@ -1,0 +1,158 @@
+//! LiveKit: minting access tokens for the shared room, and the RoomService boundary used to
+//! update a participant's metadata.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use livekit_api::services::{ServerError, ServiceError};
+use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
+use pchat_core::Privacy;
+
+/// Why a RoomService call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomServiceError {
+    /// The participant is not in the room (Twirp `not_found`).
+    #[error("participant not found in the room")]
+    NotFound,
+    /// LiveKit could not be reached or timed out.
+    #[error("LiveKit is unreachable: {0}")]
+    Unavailable(String),
+    /// LiveKit answered with another error.
+    #[error("LiveKit error: {0}")]
+    Other(String),
+}
+
+/// The part of LiveKit's RoomService the gatekeeper uses.
+#[async_trait]
+pub trait RoomService: Send + Sync {
+    async fn update_participant_metadata(
+        &self,
+        room: &str,
+        identity: &str,
+        metadata: &str,
+    ) -> Result<(), RoomServiceError>;
+}
+
+/// The real RoomService over Twirp (`livekit-api`).
+pub struct LiveKitRoomService {
+    client: RoomClient,
+}
+
+impl LiveKitRoomService {
+    /// `host` may be ws(s):// or http(s)://.
+    pub fn new(host: &str, api_key: &str, api_secret: &str, timeout: Duration) -> Self {
+        let client = RoomClient::with_api_key(host, api_key, api_secret)
+            .with_failover(false)
+            .with_request_timeout(timeout);
+        LiveKitRoomService { client }
+    }
+}
+
+#[async_trait]
+impl RoomService for LiveKitRoomService {
+    async fn update_participant_metadata(
+        &self,
+        room: &str,
+        identity: &str,
+        metadata: &str,
+    ) -> Result<(), RoomServiceError> {
+        let options = UpdateParticipantOptions { metadata: metadata.to_owned(), ..Default::default() };
+        match self.client.update_participant(room, identity, options).await {
+            Ok(_) => Ok(()),
+            Err(ServiceError::Twirp(ServerError::Twirp(code))) if code.code == "not_found" => {
+                Err(RoomServiceError::NotFound)
+            }
+            Err(ServiceError::Twirp(ServerError::Twirp(code))) => {
+                Err(RoomServiceError::Other(format!("{}: {}", code.code, code.msg)))
+            }
+            Err(ServiceError::Twirp(ServerError::Request(e)))
+                if e.is_connect() || e.is_timeout() || e.is_request() =>
+            {
+                Err(RoomServiceError::Unavailable(e.to_string()))
+            }
+            Err(e) => Err(RoomServiceError::Other(e.to_string())),
+        }
+    }
+}
+
+/// Errors minting a token.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot mint a LiveKit token: {0}")]
+pub struct TokenError(String);
+
+/// Mints the access tokens of FACTS §2 step 4 and builds the adapter string.
+#[derive(Clone)]
+pub struct TokenMinter {
+    api_key: String,
+    api_secret: String,
+    room: String,
+    ttl: Duration,
+    /// The client-facing URL, ws:// or wss://.
+    ws_url: String,
+}
+
+impl std::fmt::Debug for TokenMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenMinter")
+            .field("api_key", &self.api_key)
+            .field("room", &self.room)
+            .field("ttl", &self.ttl)
+            .field("ws_url", &self.ws_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenMinter {
+    pub fn new(livekit_host: &str, api_key: &str, api_secret: &str, room: &str, ttl: Duration) -> Self {
+        TokenMinter {
+            api_key: api_key.into(),
+            api_secret: api_secret.into(),
+            room: room.into(),
+            ttl,
+            ws_url: client_url(livekit_host),
+        }
+    }
+
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
+    /// A JWT for `identity` with its privacy in the participant metadata: join the room,
+    /// subscribe and publish data only, no media, no own-metadata updates.
+    pub fn mint(&self, identity: &str, privacy: Privacy) -> Result<String, TokenError> {
+        let grants = VideoGrants {
+            room_join: true,
+            room: self.room.clone(),
+            can_publish: Some(false),
+            can_subscribe: Some(true),
+            can_publish_data: Some(true),
+            can_update_own_metadata: Some(false),
+            ..Default::default()
+        };
+        AccessToken::with_api_key(&self.api_key, &self.api_secret)
+            .with_identity(identity)
+            .with_metadata(&privacy.participant_metadata())
+            .with_grants(grants)
+            .with_ttl(self.ttl)
+            .to_jwt()
+            .map_err(|e| TokenError(e.to_string()))
+    }
+
+    /// `livekit:<ws url>?access_token=<jwt>`, the answer of `GET /private-messages/token`.
+    pub fn adapter(&self, jwt: &str) -> String {
+        format!("livekit:{}?access_token={}", self.ws_url, jwt)
+    }
+}
+
+/// The ws(s):// form of a LiveKit URL given as ws(s) or http(s).
+pub fn client_url(host: &str) -> String {
+    let host = host.trim_end_matches('/');
+    if let Some(rest) = host.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = host.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        host.to_owned()
+    }
+}

@@ -1,0 +1,270 @@
+//! The HTTP API: routes, handlers and the request-limit and metrics middleware.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use pchat_core::Privacy;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::livekit::RoomServiceError;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::privacy::PrivacyOrigin;
+
+/// At most this many request headers.
+pub const MAX_HEADERS: usize = 64;
+/// At most this many bytes in one header value.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// At most this many bytes in all header names and values together.
+pub const MAX_TOTAL_HEADER_BYTES: usize = 32 * 1024;
+/// At most this many bytes in a request body.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// The router with every route and middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/private-messages/token", get(get_token))
+        .route("/users/{address}/private-messages-privacy", patch(patch_privacy))
+        .route("/ping", get(|| async { "pong" }))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(limit_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
+/// Refuses requests with too many or too large headers (431) before any handler runs.
+async fn limit_headers(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if headers.len() > MAX_HEADERS {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("Too many headers: at most {MAX_HEADERS} are accepted"),
+        )
+        .into_response();
+    }
+    let mut total = 0usize;
+    for (name, value) in headers {
+        if value.len() > MAX_HEADER_BYTES {
+            return ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("Header {name} is too large: at most {MAX_HEADER_BYTES} bytes"),
+            )
+            .into_response();
+        }
+        total += name.as_str().len() + value.len();
+    }
+    if total > MAX_TOTAL_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("Headers are too large: at most {MAX_TOTAL_HEADER_BYTES} bytes in all"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let m: &Metrics = &state.metrics;
+    m.latency
+        .get_or_create(&RouteLabels { route: route.clone() })
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels { route, method, status: resp.status().as_u16() })
+        .inc();
+    resp
+}
+
+#[derive(Serialize)]
+struct AdapterBody {
+    adapter: String,
+}
+
+/// `GET /private-messages/token` (FACTS §2).
+async fn get_token(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let verified = state.authenticate(&headers, method.as_str(), uri.path()).await?;
+    let address = verified.address;
+
+    if state.denylist.contains(&address) {
+        state.metrics.denied.inc();
+        return Err(ApiError::unauthorized("Access denied, deny-listed wallet"));
+    }
+
+    let (privacy, origin) = state.privacy.resolve(&address).await;
+    match origin {
+        PrivacyOrigin::LastKnown => Metrics::reason(&state.metrics.privacy_fallbacks, "last_known"),
+        PrivacyOrigin::Default => Metrics::reason(&state.metrics.privacy_fallbacks, "default"),
+        PrivacyOrigin::Source | PrivacyOrigin::Unconfigured => {}
+    }
+
+    let jwt = state.tokens.mint(&address, privacy).map_err(|e| {
+        tracing::error!(error = %e, "token minting failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Could not create the LiveKit token")
+    })?;
+    state.metrics.tokens_issued.inc();
+    tracing::debug!(%address, %privacy, "token issued");
+    Ok(axum::Json(AdapterBody { adapter: state.tokens.adapter(&jwt) }).into_response())
+}
+
+#[derive(Deserialize)]
+struct PrivacyPatch {
+    private_messages_privacy: String,
+}
+
+/// `PATCH /users/:address/private-messages-privacy` (FACTS §2).
+async fn patch_privacy(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    if !state.bearer_matches(&headers) {
+        return Err(ApiError::unauthorized("Unauthorized: missing or invalid bearer token"));
+    }
+    let Ok(Path(address)) = path else {
+        return Err(ApiError::bad_request("Invalid address"));
+    };
+    let address =
+        pchat_core::normalize_address(&address).map_err(|_| ApiError::bad_request("Invalid address"))?;
+
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body too large: at most {MAX_BODY_BYTES} bytes"),
+        )
+    })?;
+    let patch: PrivacyPatch =
+        serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("Invalid request body"))?;
+    let privacy: Privacy = patch
+        .private_messages_privacy
+        .parse()
+        .map_err(|_| ApiError::bad_request("Invalid private_messages_privacy"))?;
+
+    let result = state
+        .room_service
+        .update_participant_metadata(state.tokens.room(), &address, &privacy.participant_metadata())
+        .await;
+    // Whatever LiveKit says, the next token for this user must carry the new value.
+    state.privacy.remember(&address, privacy);
+    match result {
+        Ok(()) => {
+            Metrics::reason(&state.metrics.metadata_updates, "ok");
+            tracing::info!(%address, %privacy, "participant privacy updated");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(RoomServiceError::NotFound) => {
+            Metrics::reason(&state.metrics.metadata_updates, "not_connected");
+            Err(ApiError::bad_request("Participant is not connected to the room"))
+        }
+        Err(RoomServiceError::Unavailable(e)) => {
+            Metrics::reason(&state.metrics.metadata_updates, "unavailable");
+            tracing::error!(error = %e, "LiveKit unreachable");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "LiveKit is unreachable; the privacy update was not applied",
+            ))
+        }
+        Err(RoomServiceError::Other(e)) => {
+            Metrics::reason(&state.metrics.metadata_updates, "error");
+            tracing::error!(error = %e, "LiveKit UpdateParticipant failed");
+            Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("LiveKit refused the update: {e}")))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    version: &'static str,
+    uptime_seconds: u64,
+    current_time: String,
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> axum::Json<StatusBody> {
+    axum::Json(StatusBody {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        current_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.denylist_size.set(state.denylist.len() as i64);
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+impl AppState {
+    /// Verifies the signed-fetch headers with the explorer-signer rule, counting failures.
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+    ) -> Result<authchain::VerifiedRequest, ApiError> {
+        let get = |name: &str| headers.get(name).and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
+        let result = match authchain::SignedHeaders::parse(get) {
+            Ok(parsed) => {
+                self.verifier
+                    .verify_request(
+                        &parsed,
+                        method,
+                        path,
+                        authchain::now_ms(),
+                        Some(&authchain::explorer_signer_rule),
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| {
+            Metrics::reason(&self.metrics.auth_failures, e.reason());
+            tracing::debug!(error = %e, "signed fetch refused");
+            ApiError::from(e)
+        })
+    }
+
+    fn bearer_matches(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(header::AUTHORIZATION) else { return false };
+        let value = value.as_bytes();
+        let token = value
+            .strip_prefix(b"Bearer ")
+            .or_else(|| value.strip_prefix(b"bearer "))
+            .unwrap_or(b"");
+        !self.auth_token.is_empty() && bool::from(token.ct_eq(self.auth_token.as_bytes()))
+    }
+}

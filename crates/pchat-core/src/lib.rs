@@ -1,0 +1,112 @@
+//! Domain types shared across the private-chat workspace (the "core" layer): the private
+//! message privacy setting and wallet-address normalisation. No I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Who may send a user private messages (`social_settings.private_messages_privacy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Privacy {
+    /// Anyone on the platform (the default for users without settings).
+    #[default]
+    All,
+    /// Only friends.
+    OnlyFriends,
+}
+
+impl Privacy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Privacy::All => "all",
+            Privacy::OnlyFriends => "only_friends",
+        }
+    }
+
+    /// The LiveKit participant metadata that carries this setting:
+    /// `{"private_messages_privacy":"<value>"}`.
+    pub fn participant_metadata(self) -> String {
+        format!("{{\"private_messages_privacy\":\"{}\"}}", self.as_str())
+    }
+
+    /// Reads the setting from participant metadata; `None` when absent or unknown.
+    pub fn from_participant_metadata(metadata: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(metadata).ok()?;
+        value.get("private_messages_privacy")?.as_str()?.parse().ok()
+    }
+}
+
+/// An unknown privacy value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid private_messages_privacy: expected \"all\" or \"only_friends\"")]
+pub struct InvalidPrivacy;
+
+impl FromStr for Privacy {
+    type Err = InvalidPrivacy;
+
+    /// Case-insensitive, as the reference gatekeeper accepts it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("all") {
+            Ok(Privacy::All)
+        } else if s.eq_ignore_ascii_case("only_friends") {
+            Ok(Privacy::OnlyFriends)
+        } else {
+            Err(InvalidPrivacy)
+        }
+    }
+}
+
+impl fmt::Display for Privacy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An address that is not `0x` + 40 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid address")]
+pub struct InvalidAddress;
+
+/// Validates a wallet address and returns it lower-cased (the form used as LiveKit identity and
+/// database key).
+pub fn normalize_address(s: &str) -> Result<String, InvalidAddress> {
+    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).ok_or(InvalidAddress)?;
+    if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(InvalidAddress);
+    }
+    Ok(format!("0x{}", digits.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privacy_parses_case_insensitively_and_serialises_lower() {
+        assert_eq!("ALL".parse::<Privacy>(), Ok(Privacy::All));
+        assert_eq!("Only_Friends".parse::<Privacy>(), Ok(Privacy::OnlyFriends));
+        assert!("friends".parse::<Privacy>().is_err());
+        assert_eq!(
+            Privacy::OnlyFriends.participant_metadata(),
+            r#"{"private_messages_privacy":"only_friends"}"#
+        );
+        assert_eq!(
+            Privacy::from_participant_metadata(r#"{"private_messages_privacy":"all"}"#),
+            Some(Privacy::All)
+        );
+        assert_eq!(Privacy::from_participant_metadata("not json"), None);
+    }
+
+    #[test]
+    fn addresses_normalise_to_lower_case() {
+        assert_eq!(
+            normalize_address("0x23C86705Dd3a3855D939322C53379d42A4E365ee"),
+            Ok("0x23c86705dd3a3855d939322c53379d42a4e365ee".into())
+        );
+        for bad in ["", "0x", "23c86705dd3a3855d939322c53379d42a4e365ee", "0x23c8", "0xzz86705dd3a3855d939322c53379d42a4e365ee"] {
+            assert_eq!(normalize_address(bad), Err(InvalidAddress), "{bad}");
+        }
+    }
+}
