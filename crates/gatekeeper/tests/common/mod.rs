@@ -1,0 +1,117 @@
+//! Shared test wiring: a gatekeeper on 127.0.0.1:0 with a chosen RoomService and privacy
+//! source, and request helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gatekeeper::{AppState, Builder, GatekeeperConfig};
+use tokio::sync::oneshot;
+
+pub const AUTH_TOKEN: &str = "test-shared-secret-token";
+
+pub struct RunningGatekeeper {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningGatekeeper {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for RunningGatekeeper {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub async fn start(builder: Builder) -> RunningGatekeeper {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = builder.build().expect("build");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(gatekeeper::serve(listener, state.clone(), async move {
+        let _ = rx.await;
+    }));
+    RunningGatekeeper { addr, state, stop: Some(tx), task: Some(task) }
+}
+
+pub fn config(livekit_host: &str, key: &str, secret: &str) -> GatekeeperConfig {
+    GatekeeperConfig::new(livekit_host, key, secret, AUTH_TOKEN)
+}
+
+/// Starts the stand-in privacy source on 127.0.0.1:0; returns it and its base URL.
+pub async fn privacy_stub() -> (gatekeeper::stub::PrivacyStub, String, tokio::task::JoinHandle<()>) {
+    let stub = gatekeeper::stub::PrivacyStub::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let s = stub.clone();
+    let task = tokio::spawn(async move {
+        let _ = s.serve(listener, std::future::pending()).await;
+    });
+    (stub, url, task)
+}
+
+/// Signed-fetch headers made by our own signer for a fresh wallet.
+pub fn signed_headers(method: &str, path: &str, metadata: &str) -> (String, Vec<(String, String)>) {
+    let owner = authchain::Wallet::random();
+    let id = authchain::Identity::new(&owner, chrono::Utc::now() + chrono::Duration::minutes(5));
+    let headers = id.signed_fetch_headers(method, path, authchain::now_ms(), metadata);
+    (owner.address().to_lower_hex(), headers)
+}
+
+pub async fn get_with(url: &str, headers: &[(String, String)]) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().get(url);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+pub async fn patch_privacy(
+    base: &str,
+    address: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .patch(format!("{base}/users/{address}/private-messages-privacy"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Splits `livekit:<url>?access_token=<jwt>` the way the explorer does.
+pub fn split_adapter(adapter: &str) -> (String, String) {
+    let rest = adapter.strip_prefix("livekit:").expect("livekit: prefix");
+    let (url, query) = rest.split_once('?').expect("query");
+    let token = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("access_token="))
+        .expect("access_token");
+    (url.to_owned(), token.to_owned())
+}
