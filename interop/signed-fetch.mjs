@@ -6,9 +6,12 @@
 //   node signed-fetch.mjs headers <METHOD> <URL> <METADATA_JSON> [OWNER_KEY] [v6|legacy]
 //     prints the signed-fetch headers (made with @dcl/crypto's Authenticator.signPayload) as one
 //     JSON object, plus "address"; the caller sends (or tampers with) them.
-import signedFetch from 'decentraland-crypto-fetch'
+import cryptoFetch from 'decentraland-crypto-fetch'
 import { Authenticator } from '@dcl/crypto'
 import { createIdentity } from './identity.mjs'
+
+// The package is CommonJS with `exports.default = signedFetchFactory()`.
+const signedFetch = cryptoFetch.default ?? cryptoFetch
 
 const [mode, method, url, metadataJson, ownerKey, format = 'legacy'] = process.argv.slice(2)
 if (!mode || !method || !url || metadataJson === undefined) {
