@@ -26,6 +26,15 @@ enum Command {
         #[arg(long, env = "HTTP_SERVER_PORT", default_value_t = 3001)]
         port: u16,
     },
+    /// Ask a gatekeeper for a LiveKit token (signed fetch) and print its answer.
+    Token {
+        /// Gatekeeper base URL.
+        #[arg(long, env = "PCHAT_GATEKEEPER_URL", default_value = "http://127.0.0.1:3000")]
+        gatekeeper: String,
+        /// Owner private key (hex). Default: a new random key.
+        #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
+        private_key: Option<String>,
+    },
     /// Print signed-fetch headers (ADR-44) for a request, as JSON, with a fresh random wallet
     /// unless --private-key is given.
     SignHeaders {
@@ -96,11 +105,28 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "privacy stub listening");
             gatekeeper::stub::PrivacyStub::default().serve(listener, shutdown_signal()).await?;
         }
+        Command::Token { gatekeeper, private_key } => {
+            let owner = wallet(private_key.as_deref())?;
+            let expiration = chrono::Utc::now() + chrono::Duration::minutes(10);
+            let id = authchain::Identity::new(&owner, expiration);
+            let path = "/private-messages/token";
+            let headers = id.signed_fetch_headers("GET", path, authchain::now_ms(), r#"{"signer":"dcl:explorer"}"#);
+            let mut req = reqwest::Client::new().get(format!("{}{path}", gatekeeper.trim_end_matches('/')));
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.with_context(|| format!("cannot reach the gatekeeper at {gatekeeper}"))?;
+            let status = resp.status();
+            let body = resp.text().await?;
+            println!("wallet:  {}", owner.address().to_lower_hex());
+            println!("status:  {status}");
+            println!("answer:  {body}");
+            if !status.is_success() {
+                anyhow::bail!("the gatekeeper refused the request");
+            }
+        }
         Command::SignHeaders { method, path, metadata, private_key } => {
-            let owner = match private_key {
-                Some(k) => authchain::Wallet::from_hex(&k).context("invalid --private-key")?,
-                None => authchain::Wallet::random(),
-            };
+            let owner = wallet(private_key.as_deref())?;
             let expiration = chrono::Utc::now() + chrono::Duration::minutes(10);
             let id = authchain::Identity::new(&owner, expiration);
             let headers = id.signed_fetch_headers(&method, &path, authchain::now_ms(), &metadata);
@@ -112,3 +138,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn wallet(private_key: Option<&str>) -> anyhow::Result<authchain::Wallet> {
+    match private_key {
+        Some(k) => authchain::Wallet::from_hex(k).context("invalid private key"),
+        None => Ok(authchain::Wallet::random()),
+    }
+}
