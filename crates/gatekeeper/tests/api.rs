@@ -351,3 +351,89 @@ fn base64_url_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).expect("base64url")
 }
+
+/// A stand-in Catalyst `/crypto/validate-signature` that answers with `answer`.
+async fn fake_catalyst(answer: Value) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/lambdas/crypto/validate-signature",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let (answer, s) = (answer.clone(), s.clone());
+            async move {
+                s.lock().expect("lock").push(body);
+                axum::Json(answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/lambdas", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+/// Signed-fetch headers whose delegation is a contract-wallet (EIP-1654) link.
+fn contract_wallet_headers(owner: &str) -> Vec<(String, String)> {
+    use authchain::{AuthLink, LinkType};
+    let eph = authchain::Wallet::random();
+    let exp = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let text = authchain::link::ephemeral_message(&eph.address(), exp);
+    let ts = authchain::now_ms().to_string();
+    let payload = authchain::signed_fetch::payload_v6("GET", TOKEN_PATH, &ts, EXPLORER);
+    let chain = [
+        AuthLink::new(LinkType::Signer, owner, ""),
+        AuthLink::new(LinkType::Eip1654Ephemeral, text, format!("0x{}", "ab".repeat(100))),
+        AuthLink::new(LinkType::EcdsaSignedEntity, payload.clone(), eph.personal_sign(&payload)),
+    ];
+    let mut h: Vec<(String, String)> =
+        chain.iter().enumerate().map(|(i, l)| (format!("x-identity-auth-chain-{i}"), l.to_json())).collect();
+    h.push(("x-identity-timestamp".into(), ts));
+    h.push(("x-identity-metadata".into(), EXPLORER.into()));
+    h
+}
+
+#[tokio::test]
+async fn contract_wallets_are_checked_by_the_catalyst_or_refused() {
+    let owner = "0x1111111111111111111111111111111111111111";
+    let headers = contract_wallet_headers(owner);
+
+    // No Catalyst configured: a clear 401.
+    let (gk, _) = app().await;
+    let (s, b) = get_with(&gk.url(TOKEN_PATH), &headers).await;
+    assert_eq!(s, 401, "{b}");
+    assert!(message(&b).contains("no Catalyst validate-signature URL is configured"));
+    gk.shutdown().await;
+
+    // The Catalyst says valid: 200, and it was asked with the chain and the timestamp.
+    let (url, seen) = fake_catalyst(serde_json::json!({"valid": true, "ownerAddress": owner})).await;
+    let mut c = config("ws://127.0.0.1:1", KEY, SECRET);
+    c.catalyst_lambdas_url = Some(url);
+    let gk = start(Builder::new(c).room_service(Arc::new(FakeRooms::default()))).await;
+    let (s, b) = get_with(&gk.url(TOKEN_PATH), &headers).await;
+    assert_eq!(s, 200, "{b}");
+    let asked = seen.lock().expect("lock")[0].clone();
+    assert_eq!(asked["authChain"].as_array().map(Vec::len), Some(3));
+    assert!(asked["timestamp"].is_i64());
+    gk.shutdown().await;
+
+    // The Catalyst says invalid: 401.
+    let (url, _) = fake_catalyst(serde_json::json!({"valid": false, "error": "bad signature"})).await;
+    let mut c = config("ws://127.0.0.1:1", KEY, SECRET);
+    c.catalyst_lambdas_url = Some(url);
+    let gk = start(Builder::new(c).room_service(Arc::new(FakeRooms::default()))).await;
+    let (s, b) = get_with(&gk.url(TOKEN_PATH), &headers).await;
+    assert_eq!(s, 401, "{b}");
+    gk.shutdown().await;
+
+    // The Catalyst is down: 503.
+    let port = livekit_testkit::free_tcp_port().expect("port");
+    let mut c = config("ws://127.0.0.1:1", KEY, SECRET);
+    c.catalyst_lambdas_url = Some(format!("http://127.0.0.1:{port}/lambdas"));
+    let gk = start(Builder::new(c).room_service(Arc::new(FakeRooms::default()))).await;
+    let (s, b) = get_with(&gk.url(TOKEN_PATH), &headers).await;
+    assert_eq!(s, 503, "{b}");
+    gk.shutdown().await;
+}
