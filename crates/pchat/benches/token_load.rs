@@ -108,7 +108,6 @@ fn main() {
                 })
                 .collect(),
         );
-        let url = Arc::new(format!("{base}/private-messages/token"));
         let rss_before = rss_kib(gk_pid, "VmRSS:");
 
         let measuring = Arc::new(AtomicBool::new(false));
@@ -116,25 +115,42 @@ fn main() {
         let errors = Arc::new(AtomicU64::new(0));
         let warmup = Duration::from_secs(2);
         let mut tasks = Vec::new();
+        // Requests are written as raw HTTP/1.1 on one keep-alive connection per task (like wrk),
+        // so that the load generator takes as little of the shared CPU as it can.
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{gk_port}").parse().expect("addr");
+        let requests: Arc<Vec<Vec<u8>>> = Arc::new(
+            signed
+                .iter()
+                .map(|headers| {
+                    let mut r = format!("GET /private-messages/token HTTP/1.1\r\nhost: {addr}\r\n");
+                    for (k, v) in headers {
+                        r.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    r.push_str("\r\n");
+                    r.into_bytes()
+                })
+                .collect(),
+        );
         for c in 0..connections {
-            let (signed, url, measuring, stop, errors) =
-                (signed.clone(), url.clone(), measuring.clone(), stop.clone(), errors.clone());
+            let (requests, measuring, stop, errors) =
+                (requests.clone(), measuring.clone(), stop.clone(), errors.clone());
             tasks.push(tokio::spawn(async move {
-                // One client per task: one keep-alive connection each.
-                let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("hist");
+                let mut conn = Http1::connect(addr).await.expect("connect");
                 let mut i = c;
                 while !stop.load(Ordering::Relaxed) {
-                    let headers = &signed[i % signed.len()];
+                    let req = &requests[i % requests.len()];
                     i += connections;
-                    let mut req = client.get(url.as_str());
-                    for (k, v) in headers {
-                        req = req.header(k, v);
-                    }
                     let t = Instant::now();
-                    let ok = match req.send().await {
-                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                        Err(_) => false,
+                    let ok = match conn.exchange(req).await {
+                        Ok(status) => status == 200,
+                        Err(_) => {
+                            conn = match Http1::connect(addr).await {
+                                Ok(c) => c,
+                                Err(_) => break,
+                            };
+                            false
+                        }
                     };
                     if measuring.load(Ordering::Relaxed) {
                         if ok {
@@ -175,4 +191,50 @@ fn main() {
         println!("  gatekeeper RSS  idle {:.1} MiB, peak under load {:.1} MiB (VmHWM {:.1} MiB)",
             rss_before as f64 / 1024.0, peak_rss as f64 / 1024.0, rss_kib(gk_pid, "VmHWM:") as f64 / 1024.0);
     });
+}
+
+/// A minimal HTTP/1.1 keep-alive client for the load loop: writes a prepared request and reads
+/// one response (status line, headers, Content-Length body). Only for this benchmark, where a
+/// full client's CPU cost would be charged to the server under test.
+struct Http1 {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Http1 {
+    async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Http1 { stream, buf: Vec::with_capacity(4096) })
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| bad("timeout"))??;
+            if n == 0 {
+                return Err(bad("closed"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let head = std::str::from_utf8(&self.buf[..end]).map_err(|_| bad("utf8"))?;
+            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status"))?;
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                })
+                .ok_or_else(|| bad("content-length"))?;
+            if self.buf.len() >= end + 4 + len {
+                return Ok(status);
+            }
+        }
+    }
 }
