@@ -23,7 +23,10 @@ impl CatalystValidator {
     /// `lambdas_url` is the Catalyst lambdas base, e.g. `https://peer.decentraland.org/lambdas`.
     pub fn new(lambdas_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
-        let url = format!("{}/crypto/validate-signature", lambdas_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/crypto/validate-signature",
+            lambdas_url.trim_end_matches('/')
+        );
         Ok(CatalystValidator { url, client })
     }
 }
@@ -49,18 +52,27 @@ impl ContractWalletValidator for CatalystValidator {
         let resp = self
             .client
             .post(&self.url)
-            .json(&Request { auth_chain: chain, timestamp: timestamp_ms })
+            .json(&Request {
+                auth_chain: chain,
+                timestamp: timestamp_ms,
+            })
             .send()
             .await
             .map_err(|e| AuthError::ValidatorUnavailable(e.to_string()))?;
         if resp.status().is_server_error() {
-            return Err(AuthError::ValidatorUnavailable(format!("status {}", resp.status())));
+            return Err(AuthError::ValidatorUnavailable(format!(
+                "status {}",
+                resp.status()
+            )));
         }
-        let body: Response =
-            resp.json().await.map_err(|e| AuthError::ValidatorUnavailable(e.to_string()))?;
+        let body: Response = resp
+            .json()
+            .await
+            .map_err(|e| AuthError::ValidatorUnavailable(e.to_string()))?;
         if !body.valid {
             return Err(AuthError::ContractWalletRejected(
-                body.error.unwrap_or_else(|| "the Catalyst answered valid=false".into()),
+                body.error
+                    .unwrap_or_else(|| "the Catalyst answered valid=false".into()),
             ));
         }
         body.owner_address

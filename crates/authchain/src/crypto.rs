@@ -114,7 +114,9 @@ pub struct Wallet {
 
 impl fmt::Debug for Wallet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Wallet").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("Wallet")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +133,8 @@ impl Wallet {
 
     /// A key from 32 raw bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, CryptoError> {
-        let secret = SecretKey::from_byte_array(bytes).map_err(|_| CryptoError::InvalidPrivateKey)?;
+        let secret =
+            SecretKey::from_byte_array(bytes).map_err(|_| CryptoError::InvalidPrivateKey)?;
         Ok(Self::from_secret(secret))
     }
 
@@ -145,7 +148,10 @@ impl Wallet {
 
     fn from_secret(secret: SecretKey) -> Self {
         let public = PublicKey::from_secret_key(SECP256K1, &secret);
-        Wallet { secret, address: Address::from_public_key(&public) }
+        Wallet {
+            secret,
+            address: Address::from_public_key(&public),
+        }
     }
 
     pub fn address(&self) -> Address {
@@ -254,7 +260,10 @@ mod tests {
         let w = Wallet::random();
         let sig = w.personal_sign("hello");
         assert_eq!(sig.len(), 132);
-        assert_eq!(recover_personal("hello", &sig).expect("recovers"), w.address());
+        assert_eq!(
+            recover_personal("hello", &sig).expect("recovers"),
+            w.address()
+        );
         assert_ne!(recover_personal("hellO", &sig).ok(), Some(w.address()));
     }
 
@@ -288,11 +297,21 @@ mod tests {
 
     #[test]
     fn addresses_parse_strictly() {
-        assert!(is_valid_address("0x23c86705dd3a3855d939322c53379d42a4e365ee"));
-        assert!(is_valid_address("0x23C86705Dd3a3855D939322C53379d42A4E365ee"));
-        assert!(!is_valid_address("23c86705dd3a3855d939322c53379d42a4e365ee"));
-        assert!(!is_valid_address("0x23c86705dd3a3855d939322c53379d42a4e365e"));
-        assert!(!is_valid_address("0x23c86705dd3a3855d939322c53379d42a4e365eg"));
+        assert!(is_valid_address(
+            "0x23c86705dd3a3855d939322c53379d42a4e365ee"
+        ));
+        assert!(is_valid_address(
+            "0x23C86705Dd3a3855D939322C53379d42A4E365ee"
+        ));
+        assert!(!is_valid_address(
+            "23c86705dd3a3855d939322c53379d42a4e365ee"
+        ));
+        assert!(!is_valid_address(
+            "0x23c86705dd3a3855d939322c53379d42a4e365e"
+        ));
+        assert!(!is_valid_address(
+            "0x23c86705dd3a3855d939322c53379d42a4e365eg"
+        ));
         assert!(!is_valid_address(""));
     }
 }

@@ -4,9 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::crypto::{Address, Wallet};
 use crate::link::{AuthLink, LinkType, ephemeral_message};
-use crate::signed_fetch::{
-    METADATA_HEADER, TIMESTAMP_HEADER, chain_header_name, payload_v6,
-};
+use crate::signed_fetch::{METADATA_HEADER, TIMESTAMP_HEADER, chain_header_name, payload_v6};
 
 /// An owner wallet plus a delegated ephemeral key, ready to sign requests.
 #[derive(Debug, Clone)]
@@ -32,7 +30,12 @@ impl Identity {
             AuthLink::new(LinkType::Signer, owner.address().to_checksum(), ""),
             AuthLink::new(LinkType::EcdsaEphemeral, text, signature),
         ];
-        Identity { owner: owner.address(), ephemeral, expiration, prefix }
+        Identity {
+            owner: owner.address(),
+            ephemeral,
+            expiration,
+            prefix,
+        }
     }
 
     /// The owner address.
@@ -81,6 +84,10 @@ impl Identity {
 pub fn sign_direct(owner: &Wallet, payload: &str) -> Vec<AuthLink> {
     vec![
         AuthLink::new(LinkType::Signer, owner.address().to_checksum(), ""),
-        AuthLink::new(LinkType::EcdsaSignedEntity, payload, owner.personal_sign(payload)),
+        AuthLink::new(
+            LinkType::EcdsaSignedEntity,
+            payload,
+            owner.personal_sign(payload),
+        ),
     ]
 }

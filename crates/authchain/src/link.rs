@@ -39,7 +39,10 @@ impl LinkType {
 
     /// True for the contract-wallet (EIP-1654) link types.
     pub const fn is_contract_wallet(self) -> bool {
-        matches!(self, LinkType::Eip1654Ephemeral | LinkType::Eip1654SignedEntity)
+        matches!(
+            self,
+            LinkType::Eip1654Ephemeral | LinkType::Eip1654SignedEntity
+        )
     }
 }
 
@@ -58,7 +61,11 @@ pub struct AuthLink {
 
 impl AuthLink {
     pub fn new(kind: LinkType, payload: impl Into<String>, signature: impl Into<String>) -> Self {
-        AuthLink { kind: kind.as_str().to_owned(), payload: payload.into(), signature: signature.into() }
+        AuthLink {
+            kind: kind.as_str().to_owned(),
+            payload: payload.into(),
+            signature: signature.into(),
+        }
     }
 
     pub fn link_type(&self) -> Option<LinkType> {
@@ -106,19 +113,29 @@ pub struct EphemeralPayload {
 pub fn parse_ephemeral_message(payload: &str) -> Result<EphemeralPayload, String> {
     let mut lines = payload.split('\n');
     let _title = lines.next();
-    let address_line = lines.next().ok_or("ephemeral payload has fewer than 3 lines")?;
-    let expiration_line = lines.next().ok_or("ephemeral payload has fewer than 3 lines")?;
+    let address_line = lines
+        .next()
+        .ok_or("ephemeral payload has fewer than 3 lines")?;
+    let expiration_line = lines
+        .next()
+        .ok_or("ephemeral payload has fewer than 3 lines")?;
     let address = address_line
         .strip_prefix(EPHEMERAL_ADDRESS_PREFIX)
         .ok_or("ephemeral payload has no 'Ephemeral address:' line")?;
     let expiration = expiration_line
         .strip_prefix(EXPIRATION_PREFIX)
         .ok_or("ephemeral payload has no 'Expiration:' line")?;
-    let address: Address =
-        address.trim().parse().map_err(|_| "ephemeral payload has an invalid address")?;
-    let expires_at_ms =
-        DateTime::parse_from_rfc3339(expiration.trim()).ok().map(|t| t.timestamp_millis());
-    Ok(EphemeralPayload { address, expires_at_ms })
+    let address: Address = address
+        .trim()
+        .parse()
+        .map_err(|_| "ephemeral payload has an invalid address")?;
+    let expires_at_ms = DateTime::parse_from_rfc3339(expiration.trim())
+        .ok()
+        .map(|t| t.timestamp_millis());
+    Ok(EphemeralPayload {
+        address,
+        expires_at_ms,
+    })
 }
 
 #[cfg(test)]
@@ -127,8 +144,12 @@ mod tests {
 
     #[test]
     fn ephemeral_message_round_trips() {
-        let addr: Address = "0xe1F58938a4C99500b8E73f8B7d9b96432Dea6254".parse().expect("addr");
-        let t = DateTime::parse_from_rfc3339("2026-12-26T06:21:42.915Z").expect("t").to_utc();
+        let addr: Address = "0xe1F58938a4C99500b8E73f8B7d9b96432Dea6254"
+            .parse()
+            .expect("addr");
+        let t = DateTime::parse_from_rfc3339("2026-12-26T06:21:42.915Z")
+            .expect("t")
+            .to_utc();
         let text = ephemeral_message(&addr, t);
         assert_eq!(
             text,
@@ -144,13 +165,22 @@ mod tests {
         assert!(parse_ephemeral_message("Decentraland Login").is_err());
         assert!(parse_ephemeral_message("a\nb\nc").is_err());
         assert!(parse_ephemeral_message("a\nEphemeral address: 0x12\nExpiration: x").is_err());
-        let bad_date = "a\nEphemeral address: 0xe1F58938a4C99500b8E73f8B7d9b96432Dea6254\nExpiration: soon";
-        assert_eq!(parse_ephemeral_message(bad_date).expect("parses").expires_at_ms, None);
+        let bad_date =
+            "a\nEphemeral address: 0xe1F58938a4C99500b8E73f8B7d9b96432Dea6254\nExpiration: soon";
+        assert_eq!(
+            parse_ephemeral_message(bad_date)
+                .expect("parses")
+                .expires_at_ms,
+            None
+        );
     }
 
     #[test]
     fn links_serialise_in_reference_key_order() {
         let l = AuthLink::new(LinkType::Signer, "0xabc", "");
-        assert_eq!(l.to_json(), r#"{"type":"SIGNER","payload":"0xabc","signature":""}"#);
+        assert_eq!(
+            l.to_json(),
+            r#"{"type":"SIGNER","payload":"0xabc","signature":""}"#
+        );
     }
 }

@@ -75,9 +75,13 @@ impl SignedHeaders {
     {
         let mut chain = Vec::new();
         for index in 0..=MAX_CHAIN_LINKS {
-            let Some(raw) = get(&chain_header_name(index)) else { break };
+            let Some(raw) = get(&chain_header_name(index)) else {
+                break;
+            };
             if index == MAX_CHAIN_LINKS {
-                return Err(AuthError::TooManyLinks { max: MAX_CHAIN_LINKS });
+                return Err(AuthError::TooManyLinks {
+                    max: MAX_CHAIN_LINKS,
+                });
             }
             chain.push(parse_link(index, raw)?);
         }
@@ -125,8 +129,10 @@ fn parse_link(index: usize, raw: &str) -> Result<AuthLink, AuthError> {
             reason: format!("link is longer than {MAX_LINK_HEADER_BYTES} bytes"),
         });
     }
-    serde_json::from_str::<AuthLink>(raw)
-        .map_err(|e| AuthError::MalformedLink { index, reason: e.to_string() })
+    serde_json::from_str::<AuthLink>(raw).map_err(|e| AuthError::MalformedLink {
+        index,
+        reason: e.to_string(),
+    })
 }
 
 /// Parses a decimal unix-millisecond timestamp.
@@ -134,7 +140,8 @@ pub fn parse_timestamp(raw: &str) -> Result<i64, AuthError> {
     if raw.is_empty() || raw.len() > 16 || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AuthError::InvalidTimestamp(truncate(raw, 64)));
     }
-    raw.parse::<i64>().map_err(|_| AuthError::InvalidTimestamp(truncate(raw, 64)))
+    raw.parse::<i64>()
+        .map_err(|_| AuthError::InvalidTimestamp(truncate(raw, 64)))
 }
 
 /// Parses the metadata header: empty means `{}`, otherwise it must be a JSON object.
@@ -181,8 +188,14 @@ mod tests {
 
     #[test]
     fn formats_differ_only_in_case_folding() {
-        assert_eq!(payload_v6("GET", "/A", "1", "{\"X\":1}"), "get:/a:1:{\"X\":1}");
-        assert_eq!(payload_legacy("GET", "/A", "1", "{\"X\":1}"), "get:/a:1:{\"x\":1}");
+        assert_eq!(
+            payload_v6("GET", "/A", "1", "{\"X\":1}"),
+            "get:/a:1:{\"X\":1}"
+        );
+        assert_eq!(
+            payload_legacy("GET", "/A", "1", "{\"X\":1}"),
+            "get:/a:1:{\"x\":1}"
+        );
     }
 
     #[test]
@@ -194,15 +207,27 @@ mod tests {
         h.insert(chain_header_name(1), link());
         assert_eq!(parse(&h).unwrap_err(), AuthError::MissingTimestamp);
         h.insert(TIMESTAMP_HEADER.into(), "-5".into());
-        assert!(matches!(parse(&h).unwrap_err(), AuthError::InvalidTimestamp(_)));
+        assert!(matches!(
+            parse(&h).unwrap_err(),
+            AuthError::InvalidTimestamp(_)
+        ));
         h.insert(TIMESTAMP_HEADER.into(), "99999999999999999999".into());
-        assert!(matches!(parse(&h).unwrap_err(), AuthError::InvalidTimestamp(_)));
+        assert!(matches!(
+            parse(&h).unwrap_err(),
+            AuthError::InvalidTimestamp(_)
+        ));
         h.insert(TIMESTAMP_HEADER.into(), "1000".into());
         assert!(parse(&h).is_ok());
         h.insert(METADATA_HEADER.into(), "[1]".into());
-        assert!(matches!(parse(&h).unwrap_err(), AuthError::InvalidMetadata(_)));
+        assert!(matches!(
+            parse(&h).unwrap_err(),
+            AuthError::InvalidMetadata(_)
+        ));
         h.insert(METADATA_HEADER.into(), "{".into());
-        assert!(matches!(parse(&h).unwrap_err(), AuthError::InvalidMetadata(_)));
+        assert!(matches!(
+            parse(&h).unwrap_err(),
+            AuthError::InvalidMetadata(_)
+        ));
         h.insert(METADATA_HEADER.into(), "{}".into());
         for i in 2..=10 {
             h.insert(chain_header_name(i), link());
@@ -210,9 +235,15 @@ mod tests {
         assert_eq!(parse(&h).unwrap_err(), AuthError::TooManyLinks { max: 10 });
         h.insert(chain_header_name(1), "{\"type\":1}".into());
         let err = parse(&h).unwrap_err();
-        assert!(matches!(err, AuthError::MalformedLink { index: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, AuthError::MalformedLink { index: 1, .. }),
+            "{err:?}"
+        );
         assert_eq!(err.status(), 400);
         h.insert(chain_header_name(1), "x".repeat(70_000));
-        assert!(matches!(parse(&h).unwrap_err(), AuthError::MalformedLink { index: 1, .. }));
+        assert!(matches!(
+            parse(&h).unwrap_err(),
+            AuthError::MalformedLink { index: 1, .. }
+        ));
     }
 }

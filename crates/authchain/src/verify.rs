@@ -87,7 +87,11 @@ impl Verifier {
     /// A verifier with the default 60 s window, no delegation cache and no contract-wallet
     /// validator.
     pub fn new() -> Self {
-        Verifier { window_ms: DEFAULT_WINDOW.as_millis() as i64, cache: None, contract_wallets: None }
+        Verifier {
+            window_ms: DEFAULT_WINDOW.as_millis() as i64,
+            cache: None,
+            contract_wallets: None,
+        }
     }
 
     /// Sets the time window (applied both to the past and to the future).
@@ -123,15 +127,22 @@ impl Verifier {
         rule: Option<&MetadataRule>,
     ) -> Result<VerifiedRequest, AuthError> {
         if (now_ms - headers.timestamp_ms).abs() > self.window_ms {
-            return Err(AuthError::TimestampOutOfWindow { window_ms: self.window_ms as u64 });
+            return Err(AuthError::TimestampOutOfWindow {
+                window_ms: self.window_ms as u64,
+            });
         }
         let candidates = headers.payload_candidates(method, path);
-        let (owner, format) =
-            self.verify_chain(&headers.chain, &candidates, now_ms, headers.timestamp_ms).await?;
+        let (owner, format) = self
+            .verify_chain(&headers.chain, &candidates, now_ms, headers.timestamp_ms)
+            .await?;
         if let Some(rule) = rule {
             rule(&headers.metadata).map_err(AuthError::MetadataRule)?;
         }
-        Ok(VerifiedRequest { address: owner.to_lower_hex(), metadata: headers.metadata.clone(), format })
+        Ok(VerifiedRequest {
+            address: owner.to_lower_hex(),
+            metadata: headers.metadata.clone(),
+            format,
+        })
     }
 
     /// Verifies a chain whose final link must carry one of `candidates` as payload. Returns the
@@ -143,12 +154,16 @@ impl Verifier {
         now_ms: i64,
         timestamp_ms: i64,
     ) -> Result<(Address, PayloadFormat), AuthError> {
-        let uses_contract_wallet =
-            chain.iter().any(|l| l.link_type().is_some_and(LinkType::is_contract_wallet));
+        let uses_contract_wallet = chain
+            .iter()
+            .any(|l| l.link_type().is_some_and(LinkType::is_contract_wallet));
         if !uses_contract_wallet {
             return self.verify_ecdsa_chain(chain, candidates, now_ms);
         }
-        let validator = self.contract_wallets.as_ref().ok_or(AuthError::ContractWalletUnsupported)?;
+        let validator = self
+            .contract_wallets
+            .as_ref()
+            .ok_or(AuthError::ContractWalletUnsupported)?;
         let (signer, last) = signer_and_last(chain)?;
         let format = matching_format(&last.payload, candidates)?;
         let owner = validator.validate(chain, timestamp_ms).await?;
@@ -178,8 +193,10 @@ impl Verifier {
                 )));
             }
             let (ephemeral, expires_at_ms) = self.delegation(authority, link)?;
-            if !expires_at_ms.is_some_and(|exp| exp > now_ms) {
-                return Err(AuthError::ExpiredEphemeral { link_type: link.kind.clone() });
+            if expires_at_ms.is_none_or(|exp| exp <= now_ms) {
+                return Err(AuthError::ExpiredEphemeral {
+                    link_type: link.kind.clone(),
+                });
             }
             authority = ephemeral;
         }
@@ -201,13 +218,14 @@ impl Verifier {
         link: &AuthLink,
     ) -> Result<(Address, Option<i64>), AuthError> {
         let key = (authority, link.payload.clone(), link.signature.clone());
-        if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&key) {
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+            return Ok(hit);
         }
         let parsed = parse_ephemeral_message(&link.payload).map_err(|reason| {
-            AuthError::InvalidSignature { link_type: link.kind.clone(), reason }
+            AuthError::InvalidSignature {
+                link_type: link.kind.clone(),
+                reason,
+            }
         })?;
         check_signed_by(link, &link.payload, authority)?;
         let value = (parsed.address, parsed.expires_at_ms);
@@ -225,7 +243,9 @@ fn signer_and_last(chain: &[AuthLink]) -> Result<(Address, &AuthLink), AuthError
     }
     let first = &chain[0];
     if first.link_type() != Some(LinkType::Signer) {
-        return Err(AuthError::MalformedChain("the first link must be SIGNER".into()));
+        return Err(AuthError::MalformedChain(
+            "the first link must be SIGNER".into(),
+        ));
     }
     let signer: Address = first
         .payload
@@ -247,9 +267,11 @@ fn matching_format(
 }
 
 fn check_signed_by(link: &AuthLink, message: &str, expected: Address) -> Result<(), AuthError> {
-    let actual = recover_personal(message, &link.signature).map_err(|e| {
-        AuthError::InvalidSignature { link_type: link.kind.clone(), reason: e.to_string() }
-    })?;
+    let actual =
+        recover_personal(message, &link.signature).map_err(|e| AuthError::InvalidSignature {
+            link_type: link.kind.clone(),
+            reason: e.to_string(),
+        })?;
     if actual != expected {
         return Err(AuthError::InvalidSignature {
             link_type: link.kind.clone(),

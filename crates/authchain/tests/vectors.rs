@@ -35,8 +35,11 @@ async fn run(verifier: &Verifier, v: &Value, with_rule: bool) -> Result<String, 
     let parsed = SignedHeaders::parse(|name| headers.get(name).and_then(Value::as_str))
         .map_err(|e| e.status())?;
     let now = v["verify_at_ms"].as_i64().expect("verify_at_ms");
-    let rule: Option<&authchain::MetadataRule> =
-        if with_rule { Some(&explorer_signer_rule) } else { None };
+    let rule: Option<&authchain::MetadataRule> = if with_rule {
+        Some(&explorer_signer_rule)
+    } else {
+        None
+    };
     verifier
         .verify_request(
             &parsed,
@@ -55,19 +58,30 @@ async fn all_vectors_give_the_expected_verdicts() {
     let doc = load();
     let vectors = doc["vectors"].as_array().expect("vectors");
     assert_eq!(vectors.len(), 24);
-    let owner = doc["keys"]["owner"]["address"].as_str().expect("owner").to_lowercase();
+    let owner = doc["keys"]["owner"]["address"]
+        .as_str()
+        .expect("owner")
+        .to_lowercase();
     // Once without and once with the delegation cache: the verdicts must not change.
     for verifier in [Verifier::new(), Verifier::new().with_delegation_cache(64)] {
         for _pass in 0..2 {
             for v in vectors {
                 let name = v["name"].as_str().unwrap_or("?");
                 let crypto = run(&verifier, v, false).await;
-                assert_eq!(verdict(crypto.clone()), v["expected"]["crypto"], "{name}: crypto");
+                assert_eq!(
+                    verdict(crypto.clone()),
+                    v["expected"]["crypto"],
+                    "{name}: crypto"
+                );
                 if let Ok(addr) = &crypto {
                     assert_eq!(addr, &owner, "{name}: identity is the lower-case signer");
                 }
                 let gk = run(&verifier, v, true).await;
-                assert_eq!(verdict(gk), v["expected"]["gatekeeper_token"], "{name}: gatekeeper");
+                assert_eq!(
+                    verdict(gk),
+                    v["expected"]["gatekeeper_token"],
+                    "{name}: gatekeeper"
+                );
             }
         }
     }
@@ -85,13 +99,22 @@ fn primitives_match_the_official_packages() {
     );
     let owner = authchain::Wallet::from_hex(k["owner"]["private_key"].as_str().expect("pk"))
         .expect("owner key");
-    assert_eq!(owner.address().to_checksum(), k["owner"]["address"].as_str().expect("addr"));
+    assert_eq!(
+        owner.address().to_checksum(),
+        k["owner"]["address"].as_str().expect("addr")
+    );
     // RFC 6979 signing is deterministic: we must produce the official signature byte for byte.
-    assert_eq!(owner.personal_sign(msg), p["ephemeral_signature_by_owner"].as_str().expect("sig"));
+    assert_eq!(
+        owner.personal_sign(msg),
+        p["ephemeral_signature_by_owner"].as_str().expect("sig")
+    );
     let eph = authchain::Wallet::from_hex(k["ephemeral"]["private_key"].as_str().expect("pk"))
         .expect("ephemeral key");
     let fin = p["final_payload"].as_str().expect("final");
-    assert_eq!(eph.personal_sign(fin), p["final_signature_by_ephemeral"].as_str().expect("sig"));
+    assert_eq!(
+        eph.personal_sign(fin),
+        p["final_signature_by_ephemeral"].as_str().expect("sig")
+    );
     // And an Identity built from the same keys reproduces the official chain.
     let exp = chrono::DateTime::parse_from_rfc3339(k["ephemeral_expiration"].as_str().expect("e"))
         .expect("date")
@@ -100,6 +123,11 @@ fn primitives_match_the_official_packages() {
     let chain = id.sign(fin);
     let p1 = &doc["vectors"][0]["request"]["headers"];
     for (i, link) in chain.iter().enumerate() {
-        assert_eq!(link.to_json(), p1[format!("x-identity-auth-chain-{i}")].as_str().expect("h"));
+        assert_eq!(
+            link.to_json(),
+            p1[format!("x-identity-auth-chain-{i}")]
+                .as_str()
+                .expect("h")
+        );
     }
 }

@@ -14,7 +14,11 @@ pub struct GatekeeperConfig {
     pub port: u16,
 
     /// Name of the shared LiveKit room for private messages.
-    #[arg(long, env = "PRIVATE_MESSAGES_ROOM_ID", default_value = "private-messages")]
+    #[arg(
+        long,
+        env = "PRIVATE_MESSAGES_ROOM_ID",
+        default_value = "private-messages"
+    )]
     pub room: String,
 
     /// LiveKit URL handed to clients (ws:// or wss://); RoomService calls use its http(s) form.

@@ -48,13 +48,16 @@ struct Entry {
 pub enum DenyListError {
     #[error("cannot fetch the deny list: {0}")]
     Fetch(String),
-    #[error("the deny list is not valid JSON of the form {{\"users\":[{{\"wallet\":\"0x…\"}}]}}: {0}")]
+    #[error(
+        "the deny list is not valid JSON of the form {{\"users\":[{{\"wallet\":\"0x…\"}}]}}: {0}"
+    )]
     Parse(String),
 }
 
 /// Parses a deny-list document into lower-case addresses (invalid entries are skipped).
 pub fn parse(text: &str) -> Result<HashSet<String>, DenyListError> {
-    let doc: Document = serde_json::from_str(text).map_err(|e| DenyListError::Parse(e.to_string()))?;
+    let doc: Document =
+        serde_json::from_str(text).map_err(|e| DenyListError::Parse(e.to_string()))?;
     Ok(doc
         .users
         .into_iter()
@@ -65,7 +68,10 @@ pub fn parse(text: &str) -> Result<HashSet<String>, DenyListError> {
 /// Where the deny list is read from.
 #[derive(Debug, Clone)]
 pub enum DenyListSource {
-    Http { url: String, client: reqwest::Client },
+    Http {
+        url: String,
+        client: reqwest::Client,
+    },
     File(std::path::PathBuf),
 }
 
@@ -76,7 +82,10 @@ impl DenyListSource {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .map_err(|e| DenyListError::Fetch(e.to_string()))?;
-            Ok(DenyListSource::Http { url: location.to_owned(), client })
+            Ok(DenyListSource::Http {
+                url: location.to_owned(),
+                client,
+            })
         } else {
             let path = location.strip_prefix("file://").unwrap_or(location);
             Ok(DenyListSource::File(path.into()))
@@ -86,11 +95,20 @@ impl DenyListSource {
     pub async fn load(&self) -> Result<HashSet<String>, DenyListError> {
         let text = match self {
             DenyListSource::Http { url, client } => {
-                let resp = client.get(url).send().await.map_err(|e| DenyListError::Fetch(e.to_string()))?;
+                let resp = client
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| DenyListError::Fetch(e.to_string()))?;
                 if !resp.status().is_success() {
-                    return Err(DenyListError::Fetch(format!("{url} answered {}", resp.status())));
+                    return Err(DenyListError::Fetch(format!(
+                        "{url} answered {}",
+                        resp.status()
+                    )));
                 }
-                resp.text().await.map_err(|e| DenyListError::Fetch(e.to_string()))?
+                resp.text()
+                    .await
+                    .map_err(|e| DenyListError::Fetch(e.to_string()))?
             }
             DenyListSource::File(path) => tokio::fs::read_to_string(path)
                 .await
@@ -127,7 +145,11 @@ pub fn spawn_refresh(
                 }
             }
             drop(list);
-            let wait = if loaded_once { every } else { every.min(Duration::from_secs(5)) };
+            let wait = if loaded_once {
+                every
+            } else {
+                every.min(Duration::from_secs(5))
+            };
             tokio::time::sleep(wait.max(Duration::from_millis(100))).await;
         }
     })

@@ -21,7 +21,10 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -33,16 +36,23 @@ impl ApiError {
 
 impl From<authchain::AuthError> for ApiError {
     fn from(e: authchain::AuthError) -> Self {
-        let status =
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         ApiError::new(status, e.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_string(&Body { ok: false, message: &self.message })
-            .unwrap_or_else(|_| r#"{"ok":false,"message":"error"}"#.to_owned());
-        (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        let body = serde_json::to_string(&Body {
+            ok: false,
+            message: &self.message,
+        })
+        .unwrap_or_else(|_| r#"{"ok":false,"message":"error"}"#.to_owned());
+        (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }

@@ -73,7 +73,11 @@ pub struct Builder {
 
 impl Builder {
     pub fn new(config: GatekeeperConfig) -> Self {
-        Builder { config, room_service: None, privacy_source: None }
+        Builder {
+            config,
+            room_service: None,
+            privacy_source: None,
+        }
     }
 
     /// Replaces the LiveKit RoomService (tests).
@@ -102,8 +106,9 @@ impl Builder {
                 return Err(BuildError::Config(format!("{name} must not be empty")));
             }
         }
-        url::Url::parse(&c.livekit_host)
-            .map_err(|e| BuildError::Config(format!("PROD_LIVEKIT_HOST {:?}: {e}", c.livekit_host)))?;
+        url::Url::parse(&c.livekit_host).map_err(|e| {
+            BuildError::Config(format!("PROD_LIVEKIT_HOST {:?}: {e}", c.livekit_host))
+        })?;
 
         let metrics = Arc::new(Metrics::new());
         let mut verifier = Verifier::new()
@@ -115,17 +120,18 @@ impl Builder {
             verifier = verifier.with_contract_wallet_validator(Arc::new(v));
         }
 
-        let privacy_source: Option<Arc<dyn PrivacySource>> = match (self.privacy_source, &c.social_service_url) {
-            (Some(ps), _) => Some(ps),
-            (None, Some(url)) if !url.trim().is_empty() => Some(Arc::new(
-                SocialServicePrivacy::new(url, Duration::from_millis(c.social_timeout_ms))
-                    .map_err(|e| BuildError::Config(format!("SOCIAL_SERVICE_URL: {e}")))?,
-            )),
-            _ => {
-                tracing::warn!("SOCIAL_SERVICE_URL is not set: every user gets privacy 'all'");
-                None
-            }
-        };
+        let privacy_source: Option<Arc<dyn PrivacySource>> =
+            match (self.privacy_source, &c.social_service_url) {
+                (Some(ps), _) => Some(ps),
+                (None, Some(url)) if !url.trim().is_empty() => Some(Arc::new(
+                    SocialServicePrivacy::new(url, Duration::from_millis(c.social_timeout_ms))
+                        .map_err(|e| BuildError::Config(format!("SOCIAL_SERVICE_URL: {e}")))?,
+                )),
+                _ => {
+                    tracing::warn!("SOCIAL_SERVICE_URL is not set: every user gets privacy 'all'");
+                    None
+                }
+            };
 
         let room_service = self.room_service.unwrap_or_else(|| {
             Arc::new(LiveKitRoomService::new(
@@ -139,7 +145,8 @@ impl Builder {
         let denylist = Arc::new(DenyList::default());
         let mut background = Vec::new();
         if let Some(location) = c.denylist_url.as_deref().filter(|s| !s.trim().is_empty()) {
-            let source = DenyListSource::new(location).map_err(|e| BuildError::Config(e.to_string()))?;
+            let source =
+                DenyListSource::new(location).map_err(|e| BuildError::Config(e.to_string()))?;
             let m = metrics.clone();
             background.push(denylist::spawn_refresh(
                 &denylist,
@@ -183,5 +190,7 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, routes::router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use livekit_api::access_token::{AccessToken, VideoGrants};
-use livekit_api::services::{ServerError, ServiceError};
 use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
+use livekit_api::services::{ServerError, ServiceError};
 use pchat_core::Privacy;
 
 /// Why a RoomService call failed.
@@ -57,15 +57,22 @@ impl RoomService for LiveKitRoomService {
         identity: &str,
         metadata: &str,
     ) -> Result<(), RoomServiceError> {
-        let options = UpdateParticipantOptions { metadata: metadata.to_owned(), ..Default::default() };
-        match self.client.update_participant(room, identity, options).await {
+        let options = UpdateParticipantOptions {
+            metadata: metadata.to_owned(),
+            ..Default::default()
+        };
+        match self
+            .client
+            .update_participant(room, identity, options)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(ServiceError::Twirp(ServerError::Twirp(code))) if code.code == "not_found" => {
                 Err(RoomServiceError::NotFound)
             }
-            Err(ServiceError::Twirp(ServerError::Twirp(code))) => {
-                Err(RoomServiceError::Other(format!("{}: {}", code.code, code.msg)))
-            }
+            Err(ServiceError::Twirp(ServerError::Twirp(code))) => Err(RoomServiceError::Other(
+                format!("{}: {}", code.code, code.msg),
+            )),
             Err(ServiceError::Twirp(ServerError::Request(e)))
                 if e.is_connect() || e.is_timeout() || e.is_request() =>
             {
@@ -104,7 +111,13 @@ impl std::fmt::Debug for TokenMinter {
 }
 
 impl TokenMinter {
-    pub fn new(livekit_host: &str, api_key: &str, api_secret: &str, room: &str, ttl: Duration) -> Self {
+    pub fn new(
+        livekit_host: &str,
+        api_key: &str,
+        api_secret: &str,
+        room: &str,
+        ttl: Duration,
+    ) -> Self {
         TokenMinter {
             api_key: api_key.into(),
             api_secret: api_secret.into(),

@@ -48,13 +48,27 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gatekeeper");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
         });
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
         let auth_failures = Family::<ReasonLabels, Counter>::default();
-        registry.register("auth_failures", "Signed-fetch failures by reason", auth_failures.clone());
+        registry.register(
+            "auth_failures",
+            "Signed-fetch failures by reason",
+            auth_failures.clone(),
+        );
         let privacy_fallbacks = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "privacy_fallbacks",
@@ -62,13 +76,29 @@ impl Metrics {
             privacy_fallbacks.clone(),
         );
         let tokens_issued = Counter::default();
-        registry.register("tokens_issued", "LiveKit tokens minted", tokens_issued.clone());
+        registry.register(
+            "tokens_issued",
+            "LiveKit tokens minted",
+            tokens_issued.clone(),
+        );
         let denied = Counter::default();
-        registry.register("denylisted_requests", "Token requests refused by the deny list", denied.clone());
+        registry.register(
+            "denylisted_requests",
+            "Token requests refused by the deny list",
+            denied.clone(),
+        );
         let denylist_size = Gauge::default();
-        registry.register("denylist_size", "Wallets on the deny list", denylist_size.clone());
+        registry.register(
+            "denylist_size",
+            "Wallets on the deny list",
+            denylist_size.clone(),
+        );
         let denylist_refresh_failures = Counter::default();
-        registry.register("denylist_refresh_failures", "Failed deny-list refreshes", denylist_refresh_failures.clone());
+        registry.register(
+            "denylist_refresh_failures",
+            "Failed deny-list refreshes",
+            denylist_refresh_failures.clone(),
+        );
         let metadata_updates = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "metadata_updates",
@@ -90,7 +120,11 @@ impl Metrics {
     }
 
     pub fn reason(family: &Family<ReasonLabels, Counter>, reason: &str) {
-        family.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+        family
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -35,7 +35,10 @@ impl SocialServicePrivacy {
             .connect_timeout(timeout)
             .build()
             .map_err(|e| PrivacyError(e.to_string()))?;
-        Ok(SocialServicePrivacy { base: base_url.trim_end_matches('/').to_owned(), client })
+        Ok(SocialServicePrivacy {
+            base: base_url.trim_end_matches('/').to_owned(),
+            client,
+        })
     }
 }
 
@@ -48,14 +51,24 @@ struct PrivacyBody {
 impl PrivacySource for SocialServicePrivacy {
     async fn privacy(&self, address: &str) -> Result<Privacy, PrivacyError> {
         let url = format!("{}/v1/users/{address}/privacy-settings", self.base);
-        let resp = self.client.get(url).send().await.map_err(|e| PrivacyError(e.to_string()))?;
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| PrivacyError(e.to_string()))?;
         if !resp.status().is_success() {
-            return Err(PrivacyError(format!("social service answered {}", resp.status())));
+            return Err(PrivacyError(format!(
+                "social service answered {}",
+                resp.status()
+            )));
         }
         let body: PrivacyBody = resp.json().await.map_err(|e| PrivacyError(e.to_string()))?;
-        body.private_messages_privacy.parse().map_err(|e: pchat_core::InvalidPrivacy| {
-            PrivacyError(format!("{e}: {:?}", body.private_messages_privacy))
-        })
+        body.private_messages_privacy
+            .parse()
+            .map_err(|e: pchat_core::InvalidPrivacy| {
+                PrivacyError(format!("{e}: {:?}", body.private_messages_privacy))
+            })
     }
 }
 
@@ -81,7 +94,10 @@ pub struct PrivacyResolver {
 impl PrivacyResolver {
     /// `remember` bounds how many users' last values are kept.
     pub fn new(source: Option<Arc<dyn PrivacySource>>, remember: usize) -> Self {
-        PrivacyResolver { source, last_known: Cache::new(remember.max(1)) }
+        PrivacyResolver {
+            source,
+            last_known: Cache::new(remember.max(1)),
+        }
     }
 
     /// The privacy of `address` and where it came from.

@@ -33,14 +33,20 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/private-messages/token", get(get_token))
-        .route("/users/{address}/private-messages-privacy", patch(patch_privacy))
+        .route(
+            "/users/{address}/private-messages-privacy",
+            patch(patch_privacy),
+        )
         .route("/ping", get(|| async { "pong" }))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(limit_headers))
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
         .with_state(state)
 }
 
@@ -94,10 +100,16 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
     let resp = next.run(req).await;
     let m: &Metrics = &state.metrics;
     m.latency
-        .get_or_create(&RouteLabels { route: route.clone() })
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
     m.requests
-        .get_or_create(&RequestLabels { route, method, status: resp.status().as_u16() })
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
         .inc();
     resp
 }
@@ -114,7 +126,9 @@ async fn get_token(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let verified = state.authenticate(&headers, method.as_str(), uri.path()).await?;
+    let verified = state
+        .authenticate(&headers, method.as_str(), uri.path())
+        .await?;
     let address = verified.address;
 
     if state.denylist.contains(&address) {
@@ -131,11 +145,17 @@ async fn get_token(
 
     let jwt = state.tokens.mint(&address, privacy).map_err(|e| {
         tracing::error!(error = %e, "token minting failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Could not create the LiveKit token")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Could not create the LiveKit token",
+        )
     })?;
     state.metrics.tokens_issued.inc();
     tracing::debug!(%address, %privacy, "token issued");
-    Ok(axum::Json(AdapterBody { adapter: state.tokens.adapter(&jwt) }).into_response())
+    Ok(axum::Json(AdapterBody {
+        adapter: state.tokens.adapter(&jwt),
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -151,22 +171,26 @@ async fn patch_privacy(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     if !state.bearer_matches(&headers) {
-        return Err(ApiError::unauthorized("Unauthorized: missing or invalid bearer token"));
+        return Err(ApiError::unauthorized(
+            "Unauthorized: missing or invalid bearer token",
+        ));
     }
     let Ok(Path(address)) = path else {
         return Err(ApiError::bad_request("Invalid address"));
     };
-    let address =
-        pchat_core::normalize_address(&address).map_err(|_| ApiError::bad_request("Invalid address"))?;
+    let address = pchat_core::normalize_address(&address)
+        .map_err(|_| ApiError::bad_request("Invalid address"))?;
 
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request body too large: at most {MAX_BODY_BYTES} bytes"),
-        )
-    })?;
-    let patch: PrivacyPatch =
-        serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("Invalid request body"))?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body too large: at most {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
+    let patch: PrivacyPatch = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::bad_request("Invalid request body"))?;
     let privacy: Privacy = patch
         .private_messages_privacy
         .parse()
@@ -174,7 +198,11 @@ async fn patch_privacy(
 
     let result = state
         .room_service
-        .update_participant_metadata(state.tokens.room(), &address, &privacy.participant_metadata())
+        .update_participant_metadata(
+            state.tokens.room(),
+            &address,
+            &privacy.participant_metadata(),
+        )
         .await;
     // Whatever LiveKit says, the next token for this user must carry the new value.
     state.privacy.remember(&address, privacy);
@@ -186,7 +214,9 @@ async fn patch_privacy(
         }
         Err(RoomServiceError::NotFound) => {
             Metrics::reason(&state.metrics.metadata_updates, "not_connected");
-            Err(ApiError::bad_request("Participant is not connected to the room"))
+            Err(ApiError::bad_request(
+                "Participant is not connected to the room",
+            ))
         }
         Err(RoomServiceError::Unavailable(e)) => {
             Metrics::reason(&state.metrics.metadata_updates, "unavailable");
@@ -199,7 +229,10 @@ async fn patch_privacy(
         Err(RoomServiceError::Other(e)) => {
             Metrics::reason(&state.metrics.metadata_updates, "error");
             tracing::error!(error = %e, "LiveKit UpdateParticipant failed");
-            Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("LiveKit refused the update: {e}")))
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("LiveKit refused the update: {e}"),
+            ))
         }
     }
 }
@@ -222,7 +255,10 @@ async fn status(State(state): State<Arc<AppState>>) -> axum::Json<StatusBody> {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.denylist_size.set(state.denylist.len() as i64);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()
@@ -236,7 +272,11 @@ impl AppState {
         method: &str,
         path: &str,
     ) -> Result<authchain::VerifiedRequest, ApiError> {
-        let get = |name: &str| headers.get(name).and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        };
         let result = match authchain::SignedHeaders::parse(get) {
             Ok(parsed) => {
                 self.verifier
@@ -259,7 +299,9 @@ impl AppState {
     }
 
     fn bearer_matches(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers.get(header::AUTHORIZATION) else { return false };
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return false;
+        };
         let value = value.as_bytes();
         let token = value
             .strip_prefix(b"Bearer ")

@@ -28,7 +28,11 @@ impl PrivacyStub {
     }
 
     fn get(&self, address: &str) -> Privacy {
-        self.values.read().ok().and_then(|m| m.get(address).copied()).unwrap_or_default()
+        self.values
+            .read()
+            .ok()
+            .and_then(|m| m.get(address).copied())
+            .unwrap_or_default()
     }
 
     pub fn router(&self) -> Router {
@@ -43,14 +47,20 @@ impl PrivacyStub {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 
 async fn read(State(stub): State<PrivacyStub>, Path(address): Path<String>) -> Response {
     match pchat_core::normalize_address(&address) {
         Ok(a) => axum::Json(json!({ "private_messages_privacy": stub.get(&a) })).into_response(),
-        Err(_) => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "Invalid address"}))).into_response(),
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "Invalid address"})),
+        )
+            .into_response(),
     }
 }
 
@@ -60,16 +70,29 @@ async fn write(
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(a) = pchat_core::normalize_address(&address) else {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "Invalid address"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "Invalid address"})),
+        )
+            .into_response();
     };
     let value = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v.get("private_messages_privacy")?.as_str()?.parse::<Privacy>().ok());
+        .and_then(|v| {
+            v.get("private_messages_privacy")?
+                .as_str()?
+                .parse::<Privacy>()
+                .ok()
+        });
     match value {
         Some(p) => {
             stub.set(&a, p);
             StatusCode::NO_CONTENT.into_response()
         }
-        None => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "Invalid body"}))).into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "Invalid body"})),
+        )
+            .into_response(),
     }
 }

@@ -27,8 +27,16 @@ struct FakeRooms {
 
 #[async_trait]
 impl RoomService for FakeRooms {
-    async fn update_participant_metadata(&self, room: &str, identity: &str, metadata: &str) -> Result<(), RoomServiceError> {
-        self.calls.lock().expect("lock").push((room.into(), identity.into(), metadata.into()));
+    async fn update_participant_metadata(
+        &self,
+        room: &str,
+        identity: &str,
+        metadata: &str,
+    ) -> Result<(), RoomServiceError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((room.into(), identity.into(), metadata.into()));
         match self.answer.lock().expect("lock").clone() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -55,7 +63,9 @@ impl PrivacySource for FlakyPrivacy {
 
 async fn app() -> (RunningGatekeeper, Arc<FakeRooms>) {
     let rooms = Arc::new(FakeRooms::default());
-    let gk = start(Builder::new(config("ws://127.0.0.1:1", KEY, SECRET)).room_service(rooms.clone())).await;
+    let gk =
+        start(Builder::new(config("ws://127.0.0.1:1", KEY, SECRET)).room_service(rooms.clone()))
+            .await;
     (gk, rooms)
 }
 
@@ -77,13 +87,24 @@ async fn token_carries_exactly_the_reference_claims() {
     validation.set_issuer(&[KEY]);
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-    let data = jsonwebtoken::decode::<Value>(&jwt, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &validation)
-        .expect("valid HS256 token signed with the API secret");
+    let data = jsonwebtoken::decode::<Value>(
+        &jwt,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .expect("valid HS256 token signed with the API secret");
     assert_eq!(data.header.alg, jsonwebtoken::Algorithm::HS256);
     let c = data.claims;
-    assert_eq!(c["sub"], Value::from(address.clone()), "identity is the lower-case address");
+    assert_eq!(
+        c["sub"],
+        Value::from(address.clone()),
+        "identity is the lower-case address"
+    );
     assert_eq!(c["iss"], Value::from(KEY));
-    assert_eq!(c["metadata"], Value::from(r#"{"private_messages_privacy":"all"}"#));
+    assert_eq!(
+        c["metadata"],
+        Value::from(r#"{"private_messages_privacy":"all"}"#)
+    );
     let ttl = c["exp"].as_i64().expect("exp") - c["nbf"].as_i64().expect("nbf");
     assert!((295..=305).contains(&ttl), "ttl {ttl}");
     let v = &c["video"];
@@ -125,7 +146,11 @@ async fn malformed_signed_fetch_requests_get_400_or_401_never_a_panic() {
     let (s, _) = get_with(&url, &with("x-identity-timestamp", Some(old))).await;
     assert_eq!(s, 401);
     // A malformed link.
-    let (s, b) = get_with(&url, &with("x-identity-auth-chain-1", Some("{not json".into()))).await;
+    let (s, b) = get_with(
+        &url,
+        &with("x-identity-auth-chain-1", Some("{not json".into())),
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
     assert!(message(&b).starts_with("Invalid chain format"));
     // 11 links.
@@ -139,12 +164,19 @@ async fn malformed_signed_fetch_requests_get_400_or_401_never_a_panic() {
     // Metadata that is not JSON; metadata with another signer.
     let (s, _) = get_with(&url, &with("x-identity-metadata", Some("{oops".into()))).await;
     assert_eq!(s, 400);
-    let (_, scene) = signed_headers("GET", TOKEN_PATH, r#"{"signer":"decentraland-kernel-scene"}"#);
+    let (_, scene) = signed_headers(
+        "GET",
+        TOKEN_PATH,
+        r#"{"signer":"decentraland-kernel-scene"}"#,
+    );
     let (s, b) = get_with(&url, &scene).await;
     assert_eq!(s, 400, "{b}");
     // A tampered final signature.
     let mut tampered = good.clone();
-    let last = tampered.iter_mut().find(|(k, _)| k == "x-identity-auth-chain-2").expect("link 2");
+    let last = tampered
+        .iter_mut()
+        .find(|(k, _)| k == "x-identity-auth-chain-2")
+        .expect("link 2");
     last.1 = last.1.replace("\"signature\":\"0x", "\"signature\":\"0x00");
     let (s, _) = get_with(&url, &tampered).await;
     assert_eq!(s, 401);
@@ -153,7 +185,11 @@ async fn malformed_signed_fetch_requests_get_400_or_401_never_a_panic() {
     let (s, _) = get_with(&url, &other).await;
     assert_eq!(s, 401);
     // A 64 KiB header.
-    let (s, b) = get_with(&url, &with("x-identity-auth-chain-1", Some("a".repeat(64 * 1024)))).await;
+    let (s, b) = get_with(
+        &url,
+        &with("x-identity-auth-chain-1", Some("a".repeat(64 * 1024))),
+    )
+    .await;
     assert_eq!(s, 431, "{b}");
     // Too many headers.
     let mut many = good.clone();
@@ -166,8 +202,16 @@ async fn malformed_signed_fetch_requests_get_400_or_401_never_a_panic() {
     // The server is still fine, and the failures were counted.
     let (s, _) = get_with(&url, &good).await;
     assert_eq!(s, 200);
-    let metrics = reqwest::get(gk.url("/metrics")).await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("gatekeeper_auth_failures_total{reason=\"invalid_timestamp\"}"), "{metrics}");
+    let metrics = reqwest::get(gk.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("gatekeeper_auth_failures_total{reason=\"invalid_timestamp\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("gatekeeper_http_requests_total{route=\"/private-messages/token\",method=\"GET\",status=\"200\"}"));
     assert!(metrics.contains("gatekeeper_http_request_duration_seconds_bucket"));
     gk.shutdown().await;
@@ -192,17 +236,41 @@ async fn patch_validates_bearer_address_body_and_value() {
     assert_eq!((s, message(&b)), (400, "Invalid address"));
     let (s, b) = patch_privacy(&base, addr, "{nope", Some(AUTH_TOKEN)).await;
     assert_eq!((s, message(&b)), (400, "Invalid request body"));
-    let (s, b) = patch_privacy(&base, addr, r#"{"private_messages_privacy":7}"#, Some(AUTH_TOKEN)).await;
+    let (s, b) = patch_privacy(
+        &base,
+        addr,
+        r#"{"private_messages_privacy":7}"#,
+        Some(AUTH_TOKEN),
+    )
+    .await;
     assert_eq!((s, message(&b)), (400, "Invalid request body"));
-    let (s, b) = patch_privacy(&base, addr, r#"{"private_messages_privacy":"friends"}"#, Some(AUTH_TOKEN)).await;
+    let (s, b) = patch_privacy(
+        &base,
+        addr,
+        r#"{"private_messages_privacy":"friends"}"#,
+        Some(AUTH_TOKEN),
+    )
+    .await;
     assert_eq!((s, message(&b)), (400, "Invalid private_messages_privacy"));
-    let big = format!(r#"{{"private_messages_privacy":"all","pad":"{}"}}"#, "x".repeat(10_000));
+    let big = format!(
+        r#"{{"private_messages_privacy":"all","pad":"{}"}}"#,
+        "x".repeat(10_000)
+    );
     let (s, _) = patch_privacy(&base, addr, &big, Some(AUTH_TOKEN)).await;
     assert_eq!(s, 413);
-    assert!(rooms.calls.lock().expect("lock").is_empty(), "nothing reached LiveKit");
+    assert!(
+        rooms.calls.lock().expect("lock").is_empty(),
+        "nothing reached LiveKit"
+    );
 
     // Valid, case-insensitive value: one call with the lower-case identity.
-    let (s, _) = patch_privacy(&base, addr, r#"{"private_messages_privacy":"ONLY_FRIENDS"}"#, Some(AUTH_TOKEN)).await;
+    let (s, _) = patch_privacy(
+        &base,
+        addr,
+        r#"{"private_messages_privacy":"ONLY_FRIENDS"}"#,
+        Some(AUTH_TOKEN),
+    )
+    .await;
     assert_eq!(s, 204);
     let calls = rooms.calls.lock().expect("lock").clone();
     assert_eq!(
@@ -217,7 +285,10 @@ async fn patch_validates_bearer_address_body_and_value() {
     // LiveKit outcomes map to the documented statuses.
     *rooms.answer.lock().expect("lock") = Some(RoomServiceError::NotFound);
     let (s, b) = patch_privacy(&base, addr, good, Some(AUTH_TOKEN)).await;
-    assert_eq!((s, message(&b)), (400, "Participant is not connected to the room"));
+    assert_eq!(
+        (s, message(&b)),
+        (400, "Participant is not connected to the room")
+    );
     *rooms.answer.lock().expect("lock") = Some(RoomServiceError::Unavailable("refused".into()));
     let (s, b) = patch_privacy(&base, addr, good, Some(AUTH_TOKEN)).await;
     assert_eq!(s, 503, "{b}");
@@ -231,7 +302,13 @@ async fn unreachable_livekit_gives_503() {
     let mut c = config(&format!("ws://127.0.0.1:{port}"), KEY, SECRET);
     c.livekit_timeout_ms = 2000;
     let gk = start(Builder::new(c)).await;
-    let (s, b) = patch_privacy(&gk.url(""), "0x23c86705dd3a3855d939322c53379d42a4e365ee", r#"{"private_messages_privacy":"all"}"#, Some(AUTH_TOKEN)).await;
+    let (s, b) = patch_privacy(
+        &gk.url(""),
+        "0x23c86705dd3a3855d939322c53379d42a4e365ee",
+        r#"{"private_messages_privacy":"all"}"#,
+        Some(AUTH_TOKEN),
+    )
+    .await;
     assert_eq!(s, 503, "{b}");
     assert!(message(&b).contains("LiveKit is unreachable"));
     gk.shutdown().await;
@@ -251,10 +328,9 @@ async fn privacy_falls_back_to_last_known_then_all() {
     let id = authchain::Identity::new(&owner, chrono::Utc::now() + chrono::Duration::minutes(5));
     let token_privacy = |body: &Value| -> String {
         let (_, jwt) = split_adapter(body["adapter"].as_str().expect("adapter"));
-        let claims: Value = serde_json::from_slice(
-            &base64_url_decode(jwt.split('.').nth(1).expect("payload")),
-        )
-        .expect("claims");
+        let claims: Value =
+            serde_json::from_slice(&base64_url_decode(jwt.split('.').nth(1).expect("payload")))
+                .expect("claims");
         claims["metadata"].as_str().expect("metadata").to_owned()
     };
     let url = gk.url(TOKEN_PATH);
@@ -262,21 +338,46 @@ async fn privacy_falls_back_to_last_known_then_all() {
 
     let (s, b) = get_with(&url, &fresh()).await;
     assert_eq!(s, 200);
-    assert_eq!(token_privacy(&b), r#"{"private_messages_privacy":"only_friends"}"#);
+    assert_eq!(
+        token_privacy(&b),
+        r#"{"private_messages_privacy":"only_friends"}"#
+    );
 
     privacy.failing.store(true, Ordering::SeqCst);
     let (s, b) = get_with(&url, &fresh()).await;
-    assert_eq!(s, 200, "chat keeps working while the social service is down");
-    assert_eq!(token_privacy(&b), r#"{"private_messages_privacy":"only_friends"}"#, "last known value");
+    assert_eq!(
+        s, 200,
+        "chat keeps working while the social service is down"
+    );
+    assert_eq!(
+        token_privacy(&b),
+        r#"{"private_messages_privacy":"only_friends"}"#,
+        "last known value"
+    );
 
     let (_, other) = signed_headers("GET", TOKEN_PATH, EXPLORER);
     let (s, b) = get_with(&url, &other).await;
     assert_eq!(s, 200);
-    assert_eq!(token_privacy(&b), r#"{"private_messages_privacy":"all"}"#, "unknown user: all");
+    assert_eq!(
+        token_privacy(&b),
+        r#"{"private_messages_privacy":"all"}"#,
+        "unknown user: all"
+    );
 
-    let metrics = reqwest::get(gk.url("/metrics")).await.expect("m").text().await.expect("t");
-    assert!(metrics.contains("gatekeeper_privacy_fallbacks_total{reason=\"last_known\"} 1"), "{metrics}");
-    assert!(metrics.contains("gatekeeper_privacy_fallbacks_total{reason=\"default\"} 1"), "{metrics}");
+    let metrics = reqwest::get(gk.url("/metrics"))
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    assert!(
+        metrics.contains("gatekeeper_privacy_fallbacks_total{reason=\"last_known\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gatekeeper_privacy_fallbacks_total{reason=\"default\"} 1"),
+        "{metrics}"
+    );
     gk.shutdown().await;
 }
 
@@ -291,8 +392,13 @@ async fn privacy_comes_from_the_social_service_over_http() {
     let (s, b) = get_with(&gk.url(TOKEN_PATH), &headers).await;
     assert_eq!(s, 200);
     let (_, jwt) = split_adapter(b["adapter"].as_str().expect("adapter"));
-    let claims: Value = serde_json::from_slice(&base64_url_decode(jwt.split('.').nth(1).expect("p"))).expect("claims");
-    assert_eq!(claims["metadata"], Value::from(r#"{"private_messages_privacy":"only_friends"}"#));
+    let claims: Value =
+        serde_json::from_slice(&base64_url_decode(jwt.split('.').nth(1).expect("p")))
+            .expect("claims");
+    assert_eq!(
+        claims["metadata"],
+        Value::from(r#"{"private_messages_privacy":"only_friends"}"#)
+    );
     gk.shutdown().await;
 }
 
@@ -310,7 +416,14 @@ async fn denylisted_wallets_get_401_and_the_list_refreshes() {
     let (s, _) = get_with(&url, &headers).await;
     assert_eq!(s, 200);
 
-    std::fs::write(&path, format!(r#"{{"users":[{{"wallet":"{}"}}]}}"#, address.to_uppercase().replace("0X", "0x"))).expect("write");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"users":[{{"wallet":"{}"}}]}}"#,
+            address.to_uppercase().replace("0X", "0x")
+        ),
+    )
+    .expect("write");
     let mut denied = false;
     for _ in 0..40 {
         let (s, b) = get_with(&url, &headers).await;
@@ -342,14 +455,20 @@ async fn ping_status_and_unknown_routes() {
     assert!(b["uptime_seconds"].is_u64());
     let (s, b) = get_with(&gk.url("/nope"), &[]).await;
     assert_eq!((s, message(&b)), (404, "Not found"));
-    let resp = reqwest::Client::new().post(gk.url(TOKEN_PATH)).send().await.expect("post");
+    let resp = reqwest::Client::new()
+        .post(gk.url(TOKEN_PATH))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 405);
     gk.shutdown().await;
 }
 
 fn base64_url_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).expect("base64url")
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .expect("base64url")
 }
 
 /// A stand-in Catalyst `/crypto/validate-signature` that answers with `answer`.
@@ -367,7 +486,9 @@ async fn fake_catalyst(answer: Value) -> (String, Arc<Mutex<Vec<Value>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/lambdas", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -385,11 +506,22 @@ fn contract_wallet_headers(owner: &str) -> Vec<(String, String)> {
     let payload = authchain::signed_fetch::payload_v6("GET", TOKEN_PATH, &ts, EXPLORER);
     let chain = [
         AuthLink::new(LinkType::Signer, owner, ""),
-        AuthLink::new(LinkType::Eip1654Ephemeral, text, format!("0x{}", "ab".repeat(100))),
-        AuthLink::new(LinkType::EcdsaSignedEntity, payload.clone(), eph.personal_sign(&payload)),
+        AuthLink::new(
+            LinkType::Eip1654Ephemeral,
+            text,
+            format!("0x{}", "ab".repeat(100)),
+        ),
+        AuthLink::new(
+            LinkType::EcdsaSignedEntity,
+            payload.clone(),
+            eph.personal_sign(&payload),
+        ),
     ];
-    let mut h: Vec<(String, String)> =
-        chain.iter().enumerate().map(|(i, l)| (format!("x-identity-auth-chain-{i}"), l.to_json())).collect();
+    let mut h: Vec<(String, String)> = chain
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("x-identity-auth-chain-{i}"), l.to_json()))
+        .collect();
     h.push(("x-identity-timestamp".into(), ts));
     h.push(("x-identity-metadata".into(), EXPLORER.into()));
     h
@@ -408,7 +540,8 @@ async fn contract_wallets_are_checked_by_the_catalyst_or_refused() {
     gk.shutdown().await;
 
     // The Catalyst says valid: 200, and it was asked with the chain and the timestamp.
-    let (url, seen) = fake_catalyst(serde_json::json!({"valid": true, "ownerAddress": owner})).await;
+    let (url, seen) =
+        fake_catalyst(serde_json::json!({"valid": true, "ownerAddress": owner})).await;
     let mut c = config("ws://127.0.0.1:1", KEY, SECRET);
     c.catalyst_lambdas_url = Some(url);
     let gk = start(Builder::new(c).room_service(Arc::new(FakeRooms::default()))).await;
@@ -420,7 +553,8 @@ async fn contract_wallets_are_checked_by_the_catalyst_or_refused() {
     gk.shutdown().await;
 
     // The Catalyst says invalid: 401.
-    let (url, _) = fake_catalyst(serde_json::json!({"valid": false, "error": "bad signature"})).await;
+    let (url, _) =
+        fake_catalyst(serde_json::json!({"valid": false, "error": "bad signature"})).await;
     let mut c = config("ws://127.0.0.1:1", KEY, SECRET);
     c.catalyst_lambdas_url = Some(url);
     let gk = start(Builder::new(c).room_service(Arc::new(FakeRooms::default()))).await;

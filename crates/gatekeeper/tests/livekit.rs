@@ -28,10 +28,18 @@ async fn official_fetch(url: &str, metadata: &str) -> Value {
     json(out.trim())
 }
 
-async fn official_headers(url: &str, metadata: &str, format: &str) -> (String, Vec<(String, String)>) {
-    let out = node::run("signed-fetch.mjs", &["headers", "GET", url, metadata, "", format], LIMIT)
-        .await
-        .expect("signed-fetch.mjs headers");
+async fn official_headers(
+    url: &str,
+    metadata: &str,
+    format: &str,
+) -> (String, Vec<(String, String)>) {
+    let out = node::run(
+        "signed-fetch.mjs",
+        &["headers", "GET", url, metadata, "", format],
+        LIMIT,
+    )
+    .await
+    .expect("signed-fetch.mjs headers");
     let v = json(out.trim());
     let mut headers = Vec::new();
     let mut address = String::new();
@@ -65,32 +73,78 @@ async fn official_clients_join_with_our_token_and_see_privacy_updates() {
 
     // …with which the official LiveKit SDK joins the room.
     let mut peer = NodeProcess::spawn("lk-participant.mjs", &[&lk_url, &token]).expect("node");
-    let connected = json(&peer.wait_for("\"connected\"", LIMIT).await.expect("connected"));
+    let connected = json(
+        &peer
+            .wait_for("\"connected\"", LIMIT)
+            .await
+            .expect("connected"),
+    );
     assert_eq!(connected["identity"], Value::from(address.clone()));
-    assert_eq!(connected["metadata"], Value::from(r#"{"private_messages_privacy":"all"}"#));
+    assert_eq!(
+        connected["metadata"],
+        Value::from(r#"{"private_messages_privacy":"all"}"#)
+    );
 
     let rooms = RoomClient::with_api_key(&lk.http_url(), &lk.api_key, &lk.api_secret);
-    let participants = rooms.list_participants("private-messages").await.expect("ListParticipants");
+    let participants = rooms
+        .list_participants("private-messages")
+        .await
+        .expect("ListParticipants");
     assert_eq!(participants.len(), 1);
-    assert_eq!(participants[0].identity, address, "identity is the lower-case address");
-    assert_eq!(participants[0].metadata, r#"{"private_messages_privacy":"all"}"#);
+    assert_eq!(
+        participants[0].identity, address,
+        "identity is the lower-case address"
+    );
+    assert_eq!(
+        participants[0].metadata,
+        r#"{"private_messages_privacy":"all"}"#
+    );
     let permission = participants[0].permission.clone().expect("permission");
     assert!(!permission.can_publish && permission.can_subscribe && permission.can_publish_data);
 
     // (b) PATCH to only_friends: LiveKit changes the metadata and the official SDK sees it.
-    let (s, b) = patch_privacy(&gk.url(""), &address, r#"{"private_messages_privacy":"only_friends"}"#, Some(AUTH_TOKEN)).await;
+    let (s, b) = patch_privacy(
+        &gk.url(""),
+        &address,
+        r#"{"private_messages_privacy":"only_friends"}"#,
+        Some(AUTH_TOKEN),
+    )
+    .await;
     assert_eq!(s, 204, "{b}");
-    let changed = json(&peer.wait_for("\"metadata\"", LIMIT).await.expect("metadata event"));
+    let changed = json(
+        &peer
+            .wait_for("\"metadata\"", LIMIT)
+            .await
+            .expect("metadata event"),
+    );
     assert_eq!(changed["identity"], Value::from(address.clone()));
-    assert_eq!(changed["metadata"], Value::from(r#"{"private_messages_privacy":"only_friends"}"#));
-    let participants = rooms.list_participants("private-messages").await.expect("ListParticipants");
-    assert_eq!(participants[0].metadata, r#"{"private_messages_privacy":"only_friends"}"#);
+    assert_eq!(
+        changed["metadata"],
+        Value::from(r#"{"private_messages_privacy":"only_friends"}"#)
+    );
+    let participants = rooms
+        .list_participants("private-messages")
+        .await
+        .expect("ListParticipants");
+    assert_eq!(
+        participants[0].metadata,
+        r#"{"private_messages_privacy":"only_friends"}"#
+    );
 
     // (c) PATCH for an identity that is not in the room.
     let absent = authchain::Wallet::random().address().to_lower_hex();
-    let (s, b) = patch_privacy(&gk.url(""), &absent, r#"{"private_messages_privacy":"all"}"#, Some(AUTH_TOKEN)).await;
+    let (s, b) = patch_privacy(
+        &gk.url(""),
+        &absent,
+        r#"{"private_messages_privacy":"all"}"#,
+        Some(AUTH_TOKEN),
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
-    assert_eq!(b["message"], Value::from("Participant is not connected to the room"));
+    assert_eq!(
+        b["message"],
+        Value::from("Participant is not connected to the room")
+    );
 
     peer.kill().await;
     gk.shutdown().await;
@@ -99,7 +153,12 @@ async fn official_clients_join_with_our_token_and_see_privacy_updates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_from_the_official_packages_are_accepted_and_tampering_is_not() {
     let lk = LiveKitServer::start().await.expect("livekit-server");
-    let gk = start(Builder::new(config(&lk.ws_url(), &lk.api_key, &lk.api_secret))).await;
+    let gk = start(Builder::new(config(
+        &lk.ws_url(),
+        &lk.api_key,
+        &lk.api_secret,
+    )))
+    .await;
     let url = gk.url(TOKEN_PATH);
 
     for format in ["legacy", "v6"] {
@@ -126,7 +185,8 @@ async fn headers_from_the_official_packages_are_accepted_and_tampering_is_not() 
     }
 
     // A scene signer is refused with 400.
-    let (_, scene) = official_headers(&url, r#"{"signer":"decentraland-kernel-scene"}"#, "legacy").await;
+    let (_, scene) =
+        official_headers(&url, r#"{"signer":"decentraland-kernel-scene"}"#, "legacy").await;
     let (s, b) = get_with(&url, &scene).await;
     assert_eq!(s, 400, "{b}");
     gk.shutdown().await;

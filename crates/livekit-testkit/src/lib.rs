@@ -62,12 +62,16 @@ pub fn livekit_binary() -> Result<PathBuf, HarnessError> {
 
 /// A free TCP port on 127.0.0.1 (bound and released; a small race is possible).
 pub fn free_tcp_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A free UDP port on 127.0.0.1.
 pub fn free_udp_port() -> std::io::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A running `livekit-server` on loopback. Killed on drop.
@@ -85,7 +89,11 @@ impl LiveKitServer {
     pub async fn start() -> Result<Self, HarnessError> {
         let dir = tempfile::tempdir()?;
         let api_key = format!("APItest{:08x}", rand::random::<u32>());
-        let api_secret = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+        let api_secret = format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        );
         let mut server = LiveKitServer {
             child: None,
             http_port: free_tcp_port()?,
@@ -138,7 +146,10 @@ impl LiveKitServer {
         let bin = livekit_binary()?;
         let config_path = self.dir.path().join("livekit.yaml");
         std::fs::write(&config_path, self.config())?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
         let child = Command::new(bin)
             .arg("--config")
             .arg(&config_path)
@@ -158,15 +169,15 @@ impl LiveKitServer {
             .map_err(|e| HarnessError::Node(e.to_string()))?;
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    return Err(HarnessError::Exited(status.to_string(), self.log()));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(HarnessError::Exited(status.to_string(), self.log()));
             }
-            if let Ok(resp) = client.get(self.http_url()).send().await {
-                if resp.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(resp) = client.get(self.http_url()).send().await
+                && resp.status().is_success()
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

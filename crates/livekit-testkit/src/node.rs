@@ -76,13 +76,20 @@ impl NodeProcess {
             .stdout
             .take()
             .ok_or_else(|| HarnessError::Node("no stdout".into()))?;
-        Ok(NodeProcess { child, lines: BufReader::new(stdout).lines(), name: script.to_owned() })
+        Ok(NodeProcess {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            name: script.to_owned(),
+        })
     }
 
     /// The next stdout line, or an error after `limit` or at end of output.
     pub async fn next_line(&mut self, limit: Duration) -> Result<String, HarnessError> {
         match tokio::time::timeout(limit, self.lines.next_line()).await {
-            Err(_) => Err(HarnessError::Node(format!("{}: no output within {limit:?}", self.name))),
+            Err(_) => Err(HarnessError::Node(format!(
+                "{}: no output within {limit:?}",
+                self.name
+            ))),
             Ok(Err(e)) => Err(e.into()),
             Ok(Ok(None)) => Err(HarnessError::Node(format!("{}: exited", self.name))),
             Ok(Ok(Some(line))) => Ok(line),
@@ -90,13 +97,18 @@ impl NodeProcess {
     }
 
     /// Reads lines until one contains `needle`, within `limit` overall. Returns that line.
-    pub async fn wait_for(&mut self, needle: &str, limit: Duration) -> Result<String, HarnessError> {
+    pub async fn wait_for(
+        &mut self,
+        needle: &str,
+        limit: Duration,
+    ) -> Result<String, HarnessError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let line = self.next_line(left).await.map_err(|e| {
-                HarnessError::Node(format!("waiting for {needle:?}: {e}"))
-            })?;
+            let line = self
+                .next_line(left)
+                .await
+                .map_err(|e| HarnessError::Node(format!("waiting for {needle:?}: {e}")))?;
             if line.contains(needle) {
                 return Ok(line);
             }

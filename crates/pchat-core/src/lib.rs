@@ -34,7 +34,11 @@ impl Privacy {
     /// Reads the setting from participant metadata; `None` when absent or unknown.
     pub fn from_participant_metadata(metadata: &str) -> Option<Self> {
         let value: serde_json::Value = serde_json::from_str(metadata).ok()?;
-        value.get("private_messages_privacy")?.as_str()?.parse().ok()
+        value
+            .get("private_messages_privacy")?
+            .as_str()?
+            .parse()
+            .ok()
     }
 }
 
@@ -72,7 +76,10 @@ pub struct InvalidAddress;
 /// Validates a wallet address and returns it lower-cased (the form used as LiveKit identity and
 /// database key).
 pub fn normalize_address(s: &str) -> Result<String, InvalidAddress> {
-    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).ok_or(InvalidAddress)?;
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .ok_or(InvalidAddress)?;
     if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(InvalidAddress);
     }
@@ -105,7 +112,13 @@ mod tests {
             normalize_address("0x23C86705Dd3a3855D939322C53379d42A4E365ee"),
             Ok("0x23c86705dd3a3855d939322c53379d42a4e365ee".into())
         );
-        for bad in ["", "0x", "23c86705dd3a3855d939322c53379d42a4e365ee", "0x23c8", "0xzz86705dd3a3855d939322c53379d42a4e365ee"] {
+        for bad in [
+            "",
+            "0x",
+            "23c86705dd3a3855d939322c53379d42a4e365ee",
+            "0x23c8",
+            "0xzz86705dd3a3855d939322c53379d42a4e365ee",
+        ] {
             assert_eq!(normalize_address(bad), Err(InvalidAddress), "{bad}");
         }
     }

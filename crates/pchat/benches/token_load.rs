@@ -17,11 +17,17 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 struct Proc(Child);
@@ -80,8 +86,14 @@ fn main() {
             .env("HTTP_SERVER_PORT", gk_port.to_string())
             .env("PROD_LIVEKIT_HOST", "ws://127.0.0.1:7880")
             .env("PROD_LIVEKIT_API_KEY", "benchkey")
-            .env("PROD_LIVEKIT_API_SECRET", "bench-secret-0123456789abcdef0123456789")
-            .env("SOCIAL_SERVICE_URL", format!("http://127.0.0.1:{stub_port}"))
+            .env(
+                "PROD_LIVEKIT_API_SECRET",
+                "bench-secret-0123456789abcdef0123456789",
+            )
+            .env(
+                "SOCIAL_SERVICE_URL",
+                format!("http://127.0.0.1:{stub_port}"),
+            )
             .env("COMMS_GATEKEEPER_AUTH_TOKEN", "bench")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -91,7 +103,11 @@ fn main() {
     );
     let gk_pid = gk.0.id();
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async move {
         let base = format!("http://127.0.0.1:{gk_port}");
         wait_up(&format!("{base}/ping")).await;
@@ -205,7 +221,10 @@ impl Http1 {
     async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Http1 { stream, buf: Vec::with_capacity(4096) })
+        Ok(Http1 {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
     }
 
     async fn exchange(&mut self, request: &[u8]) -> std::io::Result<u16> {
@@ -222,14 +241,20 @@ impl Http1 {
                 return Err(bad("closed"));
             }
             self.buf.extend_from_slice(&chunk[..n]);
-            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
             let head = std::str::from_utf8(&self.buf[..end]).map_err(|_| bad("utf8"))?;
-            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status"))?;
+            let status: u16 = head
+                .get(9..12)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("status"))?;
             let len: usize = head
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .ok_or_else(|| bad("content-length"))?;
             if self.buf.len() >= end + 4 + len {

@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pchat", version, about = "Decentraland private chat (ADR-208) in Rust")]
+#[command(
+    name = "pchat",
+    version,
+    about = "Decentraland private chat (ADR-208) in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,11 @@ enum Command {
     /// Ask a gatekeeper for a LiveKit token (signed fetch) and print its answer.
     Token {
         /// Gatekeeper base URL.
-        #[arg(long, env = "PCHAT_GATEKEEPER_URL", default_value = "http://127.0.0.1:3000")]
+        #[arg(
+            long,
+            env = "PCHAT_GATEKEEPER_URL",
+            default_value = "http://127.0.0.1:3000"
+        )]
         gatekeeper: String,
         /// Owner private key (hex). Default: a new random key.
         #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
@@ -56,7 +64,10 @@ enum Command {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -85,7 +96,9 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> 
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
         .with_context(|| format!("invalid listen address {host}:{port}"))?;
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 #[tokio::main]
@@ -103,19 +116,33 @@ async fn main() -> anyhow::Result<()> {
             init_tracing();
             let listener = bind(&host, port).await?;
             tracing::info!(addr = %listener.local_addr()?, "privacy stub listening");
-            gatekeeper::stub::PrivacyStub::default().serve(listener, shutdown_signal()).await?;
+            gatekeeper::stub::PrivacyStub::default()
+                .serve(listener, shutdown_signal())
+                .await?;
         }
-        Command::Token { gatekeeper, private_key } => {
+        Command::Token {
+            gatekeeper,
+            private_key,
+        } => {
             let owner = wallet(private_key.as_deref())?;
             let expiration = chrono::Utc::now() + chrono::Duration::minutes(10);
             let id = authchain::Identity::new(&owner, expiration);
             let path = "/private-messages/token";
-            let headers = id.signed_fetch_headers("GET", path, authchain::now_ms(), r#"{"signer":"dcl:explorer"}"#);
-            let mut req = reqwest::Client::new().get(format!("{}{path}", gatekeeper.trim_end_matches('/')));
+            let headers = id.signed_fetch_headers(
+                "GET",
+                path,
+                authchain::now_ms(),
+                r#"{"signer":"dcl:explorer"}"#,
+            );
+            let mut req =
+                reqwest::Client::new().get(format!("{}{path}", gatekeeper.trim_end_matches('/')));
             for (k, v) in &headers {
                 req = req.header(k, v);
             }
-            let resp = req.send().await.with_context(|| format!("cannot reach the gatekeeper at {gatekeeper}"))?;
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the gatekeeper at {gatekeeper}"))?;
             let status = resp.status();
             let body = resp.text().await?;
             println!("wallet:  {}", owner.address().to_lower_hex());
@@ -125,13 +152,20 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("the gatekeeper refused the request");
             }
         }
-        Command::SignHeaders { method, path, metadata, private_key } => {
+        Command::SignHeaders {
+            method,
+            path,
+            metadata,
+            private_key,
+        } => {
             let owner = wallet(private_key.as_deref())?;
             let expiration = chrono::Utc::now() + chrono::Duration::minutes(10);
             let id = authchain::Identity::new(&owner, expiration);
             let headers = id.signed_fetch_headers(&method, &path, authchain::now_ms(), &metadata);
-            let map: serde_json::Map<String, serde_json::Value> =
-                headers.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            let map: serde_json::Map<String, serde_json::Value> = headers
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
             println!("{}", serde_json::Value::Object(map));
         }
     }

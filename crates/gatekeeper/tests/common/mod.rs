@@ -41,14 +41,21 @@ impl Drop for RunningGatekeeper {
 }
 
 pub async fn start(builder: Builder) -> RunningGatekeeper {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let state = builder.build().expect("build");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(gatekeeper::serve(listener, state.clone(), async move {
         let _ = rx.await;
     }));
-    RunningGatekeeper { addr, state, stop: Some(tx), task: Some(task) }
+    RunningGatekeeper {
+        addr,
+        state,
+        stop: Some(tx),
+        task: Some(task),
+    }
 }
 
 pub fn config(livekit_host: &str, key: &str, secret: &str) -> GatekeeperConfig {
@@ -56,9 +63,15 @@ pub fn config(livekit_host: &str, key: &str, secret: &str) -> GatekeeperConfig {
 }
 
 /// Starts the stand-in privacy source on 127.0.0.1:0; returns it and its base URL.
-pub async fn privacy_stub() -> (gatekeeper::stub::PrivacyStub, String, tokio::task::JoinHandle<()>) {
+pub async fn privacy_stub() -> (
+    gatekeeper::stub::PrivacyStub,
+    String,
+    tokio::task::JoinHandle<()>,
+) {
     let stub = gatekeeper::stub::PrivacyStub::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let s = stub.clone();
     let task = tokio::spawn(async move {
@@ -83,7 +96,10 @@ pub async fn get_with(url: &str, headers: &[(String, String)]) -> (u16, serde_js
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 pub async fn patch_privacy(
@@ -102,7 +118,10 @@ pub async fn patch_privacy(
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 /// Splits `livekit:<url>?access_token=<jwt>` the way the explorer does.
