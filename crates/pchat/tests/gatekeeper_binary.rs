@@ -21,7 +21,10 @@ async fn the_binary_serves_tokens_to_official_clients() {
         .env("PROD_LIVEKIT_API_KEY", &lk.api_key)
         .env("PROD_LIVEKIT_API_SECRET", &lk.api_secret)
         // Nothing listens here: the gatekeeper must fall back to privacy "all".
-        .env("SOCIAL_SERVICE_URL", format!("http://127.0.0.1:{}", free_tcp_port().expect("port")))
+        .env(
+            "SOCIAL_SERVICE_URL",
+            format!("http://127.0.0.1:{}", free_tcp_port().expect("port")),
+        )
         .env("COMMS_GATEKEEPER_AUTH_TOKEN", "binary-test-token")
         .env("HTTP_SERVER_PORT", port.to_string())
         .stdin(Stdio::null())
@@ -40,24 +43,40 @@ async fn the_binary_serves_tokens_to_official_clients() {
 
     let out = node::run(
         "signed-fetch.mjs",
-        &["fetch", "GET", &format!("{base}/private-messages/token"), r#"{"signer":"dcl:explorer"}"#],
+        &[
+            "fetch",
+            "GET",
+            &format!("{base}/private-messages/token"),
+            r#"{"signer":"dcl:explorer"}"#,
+        ],
         LIMIT,
     )
     .await
     .expect("signed-fetch.mjs");
     let resp: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(resp["status"], serde_json::Value::from(200), "{resp}");
-    let body: serde_json::Value = serde_json::from_str(resp["body"].as_str().expect("body")).expect("json");
+    let body: serde_json::Value =
+        serde_json::from_str(resp["body"].as_str().expect("body")).expect("json");
     let adapter = body["adapter"].as_str().expect("adapter");
-    let (url, query) = adapter.strip_prefix("livekit:").expect("prefix").split_once('?').expect("query");
+    let (url, query) = adapter
+        .strip_prefix("livekit:")
+        .expect("prefix")
+        .split_once('?')
+        .expect("query");
     let token = query.strip_prefix("access_token=").expect("token");
     assert_eq!(url, lk.ws_url());
 
     let mut peer = NodeProcess::spawn("lk-participant.mjs", &[url, token]).expect("node");
-    let line = peer.wait_for("\"connected\"", LIMIT).await.expect("connected");
+    let line = peer
+        .wait_for("\"connected\"", LIMIT)
+        .await
+        .expect("connected");
     let connected: serde_json::Value = serde_json::from_str(&line).expect("json");
     assert_eq!(connected["identity"], resp["address"]);
-    assert_eq!(connected["metadata"], serde_json::Value::from(r#"{"private_messages_privacy":"all"}"#));
+    assert_eq!(
+        connected["metadata"],
+        serde_json::Value::from(r#"{"private_messages_privacy":"all"}"#)
+    );
 
     peer.kill().await;
     let _ = gk.kill().await;

@@ -1,0 +1,257 @@
+//! Data packets: building outgoing `DataPacket`s with sequence and nonce, decoding incoming
+//! ones, size limits, and the de-duplication that keeps a packet from reaching the application
+//! twice.
+
+use std::collections::{HashSet, VecDeque};
+
+use livekit_protocol::{DataPacket, UserPacket, data_packet};
+use prost::Message;
+
+use crate::error::SendError;
+
+/// Largest reliable payload accepted (LiveKit documents 15 KiB of user data for reliable packets).
+pub const MAX_RELIABLE_PAYLOAD: usize = 15 * 1024;
+/// Largest lossy payload accepted (one datagram's worth).
+pub const MAX_LOSSY_PAYLOAD: usize = 1300;
+/// Longest topic accepted.
+pub const MAX_TOPIC_BYTES: usize = 256;
+/// Most destination identities in one packet.
+pub const MAX_DESTINATIONS: usize = 256;
+
+/// Delivery mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reliability {
+    /// Ordered and retransmitted (`_reliable` channel).
+    Reliable,
+    /// Unordered, never retransmitted (`_lossy` channel).
+    Lossy,
+}
+
+impl Reliability {
+    pub const fn max_payload(self) -> usize {
+        match self {
+            Reliability::Reliable => MAX_RELIABLE_PAYLOAD,
+            Reliability::Lossy => MAX_LOSSY_PAYLOAD,
+        }
+    }
+
+    pub const fn channel_label(self) -> &'static str {
+        match self {
+            Reliability::Reliable => "_reliable",
+            Reliability::Lossy => "_lossy",
+        }
+    }
+}
+
+/// A user packet that arrived, with the sender identity set by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingPacket {
+    pub sender: String,
+    pub topic: Option<String>,
+    pub payload: Vec<u8>,
+    pub reliability: Reliability,
+}
+
+/// Checks a send request against the limits before anything is sent.
+pub fn check_limits(
+    payload: &[u8],
+    destinations: &[String],
+    topic: Option<&str>,
+    reliability: Reliability,
+) -> Result<(), SendError> {
+    let max = reliability.max_payload();
+    if payload.len() > max {
+        return Err(SendError::PayloadTooLarge {
+            size: payload.len(),
+            max,
+            reliability,
+        });
+    }
+    if topic.is_some_and(|t| t.len() > MAX_TOPIC_BYTES) {
+        return Err(SendError::TopicTooLong {
+            max: MAX_TOPIC_BYTES,
+        });
+    }
+    if destinations.len() > MAX_DESTINATIONS {
+        return Err(SendError::TooManyDestinations {
+            max: MAX_DESTINATIONS,
+        });
+    }
+    Ok(())
+}
+
+/// Builds the wire bytes of a user packet.
+pub fn encode_user_packet(
+    payload: &[u8],
+    destinations: &[String],
+    topic: Option<&str>,
+    reliability: Reliability,
+    sequence: u32,
+    nonce: [u8; 16],
+) -> Vec<u8> {
+    let kind = match reliability {
+        Reliability::Reliable => data_packet::Kind::Reliable,
+        Reliability::Lossy => data_packet::Kind::Lossy,
+    };
+    #[allow(deprecated)]
+    let packet = DataPacket {
+        kind: kind as i32,
+        destination_identities: destinations.to_vec(),
+        sequence,
+        value: Some(data_packet::Value::User(UserPacket {
+            payload: payload.to_vec(),
+            destination_identities: destinations.to_vec(),
+            topic: topic.map(str::to_owned),
+            nonce: nonce.to_vec(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    packet.encode_to_vec()
+}
+
+/// What a received data-channel message turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A user packet for the application.
+    User {
+        packet: IncomingPacket,
+        sequence: u32,
+        nonce: Vec<u8>,
+    },
+    /// A valid packet of another kind (chat, RPC, streams…), ignored by this participant.
+    Other,
+}
+
+/// Decodes one data-channel message. An undecodable message is an error (count it and drop it).
+pub fn decode(bytes: &[u8], reliability: Reliability) -> Result<Decoded, prost::DecodeError> {
+    let packet = DataPacket::decode(bytes)?;
+    match packet.value {
+        Some(data_packet::Value::User(user)) => {
+            #[allow(deprecated)]
+            let sender = if packet.participant_identity.is_empty() {
+                user.participant_identity
+            } else {
+                packet.participant_identity
+            };
+            Ok(Decoded::User {
+                packet: IncomingPacket {
+                    sender,
+                    topic: user.topic,
+                    payload: user.payload,
+                    reliability,
+                },
+                sequence: packet.sequence,
+                nonce: user.nonce,
+            })
+        }
+        _ => Ok(Decoded::Other),
+    }
+}
+
+/// Remembers recently seen (sender, nonce) pairs so that the same packet is delivered once,
+/// also when a reconnect makes a packet arrive again. Bounded: the oldest entries are forgotten
+/// first. Packets without a nonce cannot be told apart and are always delivered.
+#[derive(Debug)]
+pub struct Deduplicator {
+    capacity: usize,
+    seen: HashSet<(String, Vec<u8>)>,
+    order: VecDeque<(String, Vec<u8>)>,
+}
+
+impl Deduplicator {
+    pub fn new(capacity: usize) -> Self {
+        Deduplicator {
+            capacity: capacity.max(1),
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// True when the packet is new and should be delivered.
+    pub fn admit(&mut self, sender: &str, nonce: &[u8]) -> bool {
+        if nonce.is_empty() {
+            return true;
+        }
+        let key = (sender.to_owned(), nonce.to_vec());
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_limits() {
+        let dest = vec!["0xabc".to_owned()];
+        let bytes = encode_user_packet(
+            b"hi",
+            &dest,
+            Some("0xabc"),
+            Reliability::Reliable,
+            7,
+            [1; 16],
+        );
+        let mut p = DataPacket::decode(bytes.as_slice()).expect("decodes");
+        p.participant_identity = "0xsender".into();
+        match decode(&p.encode_to_vec(), Reliability::Reliable).expect("decodes") {
+            Decoded::User {
+                packet,
+                sequence,
+                nonce,
+            } => {
+                assert_eq!(packet.sender, "0xsender");
+                assert_eq!(packet.topic.as_deref(), Some("0xabc"));
+                assert_eq!(packet.payload, b"hi");
+                assert_eq!(sequence, 7);
+                assert_eq!(nonce, vec![1; 16]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(decode(&[0xff, 0xff, 0xff], Reliability::Lossy).is_err());
+        assert!(
+            check_limits(
+                &[0; MAX_RELIABLE_PAYLOAD],
+                &dest,
+                None,
+                Reliability::Reliable
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            check_limits(
+                &[0; MAX_RELIABLE_PAYLOAD + 1],
+                &dest,
+                None,
+                Reliability::Reliable
+            ),
+            Err(SendError::PayloadTooLarge { .. })
+        ));
+        assert!(
+            check_limits(&[0; MAX_LOSSY_PAYLOAD + 1], &dest, None, Reliability::Lossy).is_err()
+        );
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_memory_is_bounded() {
+        let mut d = Deduplicator::new(3);
+        assert!(d.admit("a", &[1]));
+        assert!(!d.admit("a", &[1]));
+        assert!(d.admit("b", &[1]), "per sender");
+        assert!(d.admit("a", &[2]));
+        assert!(d.admit("a", &[3]));
+        assert_eq!(d.seen.len(), 3);
+        assert!(d.admit("a", &[1]), "forgotten after capacity");
+        assert!(d.admit("a", &[]), "no nonce: cannot tell, deliver");
+    }
+}

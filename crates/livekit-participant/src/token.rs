@@ -1,0 +1,93 @@
+//! Where connection credentials come from. Tokens expire (5 minutes from the gatekeeper), so
+//! every (re)connect asks the source again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A LiveKit URL (ws:// or wss://) and an access token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub url: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Parses the gatekeeper's adapter string `livekit:<url>?access_token=<jwt>`.
+    pub fn from_adapter(adapter: &str) -> Option<Self> {
+        let rest = adapter.strip_prefix("livekit:")?;
+        let (url, query) = rest.split_once('?')?;
+        let token = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))?;
+        (!url.is_empty() && !token.is_empty()).then(|| Credentials {
+            url: url.to_owned(),
+            token: token.to_owned(),
+        })
+    }
+}
+
+/// The error a token source gives.
+pub type TokenSourceError = String;
+
+/// A future returned by a token source.
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<Credentials, TokenSourceError>> + Send>>;
+
+/// Supplies fresh credentials for each connection attempt.
+pub trait TokenSource: Send + Sync + 'static {
+    fn credentials(&self) -> TokenFuture;
+}
+
+/// Always the same credentials (tests, or tokens minted with the API key).
+#[derive(Debug, Clone)]
+pub struct StaticToken(pub Credentials);
+
+impl TokenSource for StaticToken {
+    fn credentials(&self) -> TokenFuture {
+        let c = self.0.clone();
+        Box::pin(async move { Ok(c) })
+    }
+}
+
+/// Any async closure.
+pub struct FnTokenSource<F>(pub F);
+
+impl<F, Fut> TokenSource for FnTokenSource<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Credentials, TokenSourceError>> + Send + 'static,
+{
+    fn credentials(&self) -> TokenFuture {
+        Box::pin((self.0)())
+    }
+}
+
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    fn credentials(&self) -> TokenFuture {
+        (**self).credentials()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_adapters() {
+        let c = Credentials::from_adapter("livekit:wss://lk.example/?access_token=abc.def")
+            .expect("ok");
+        assert_eq!(c.url, "wss://lk.example/");
+        assert_eq!(c.token, "abc.def");
+        assert!(Credentials::from_adapter("ws://x?access_token=a").is_none());
+        assert!(Credentials::from_adapter("livekit:ws://x").is_none());
+        assert!(Credentials::from_adapter("livekit:ws://x?access_token=").is_none());
+    }
+}
