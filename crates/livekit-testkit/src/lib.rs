@@ -192,6 +192,30 @@ impl LiveKitServer {
         Ok(())
     }
 
+    /// Freezes the server (SIGSTOP): sockets stay open but nothing answers.
+    pub fn pause(&self) -> Result<(), HarnessError> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) -> Result<(), HarnessError> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> Result<(), HarnessError> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or_else(|| HarnessError::Exited("not running".into(), String::new()))?;
+        let status = std::process::Command::new("kill").arg(sig).arg(pid.to_string()).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(HarnessError::Exited(format!("kill {sig} failed"), String::new()))
+        }
+    }
+
     /// Stops and starts the server again on the same ports and keys.
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         self.stop().await?;

@@ -115,6 +115,25 @@ impl NodeProcess {
         }
     }
 
+    /// Writes one line to the process's standard input.
+    pub async fn send_line(&mut self, line: &str) -> Result<(), HarnessError> {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| HarnessError::Node(format!("{}: stdin closed", self.name)))?;
+        stdin.write_all(line.as_bytes()).await?;
+        stdin.write_all(b"\n").await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
+    /// The process id.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the process.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
