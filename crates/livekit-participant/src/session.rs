@@ -124,7 +124,12 @@ impl<'a> Session<'a> {
         shared: &'a Arc<Shared>,
         creds: &Credentials,
     ) -> Result<(Session<'a>, proto::JoinResponse), ConnectError> {
-        let mut ws = signal::connect(creds, &signal::join_request()).await?;
+        let mut ws = tokio::time::timeout(
+            JOIN_TIMEOUT,
+            signal::connect(creds, &signal::join_request()),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout("signalling connection"))??;
         let join = tokio::time::timeout(JOIN_TIMEOUT, async {
             loop {
                 match signal::recv(&mut ws).await? {

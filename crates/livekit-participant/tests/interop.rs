@@ -19,15 +19,30 @@ async fn rust_and_the_official_sdk_exchange_addressed_messages() {
     let (rust, mut events) = join(&lk, "0xrust").await;
     // A second Rust participant that must see none of the addressed traffic.
     let (bystander, mut bystander_events) = join(&lk, "0xbystander").await;
-    let mut sdk = NodeProcess::spawn("lk-participant.mjs", &[&lk.ws_url(), &token(&lk, "0xsdk", "")]).expect("node");
-    let connected = parse(&sdk.wait_for("\"connected\"", LIMIT).await.expect("sdk connected"));
+    let mut sdk = NodeProcess::spawn(
+        "lk-participant.mjs",
+        &[&lk.ws_url(), &token(&lk, "0xsdk", "")],
+    )
+    .expect("node");
+    let connected = parse(
+        &sdk.wait_for("\"connected\"", LIMIT)
+            .await
+            .expect("sdk connected"),
+    );
     assert_eq!(connected["identity"], json!("0xsdk"));
     wait_present(&rust, "0xsdk").await;
 
     // Rust → SDK, addressed, with a topic; several messages, reliable and lossy.
     for i in 0..20 {
         let text = format!("from rust {i}");
-        rust.send(text.as_bytes(), &["0xsdk".to_owned()], Some("0xsdk"), Reliability::Reliable).await.expect("send");
+        rust.send(
+            text.as_bytes(),
+            &["0xsdk".to_owned()],
+            Some("0xsdk"),
+            Reliability::Reliable,
+        )
+        .await
+        .expect("send");
     }
     for i in 0..20 {
         let line = parse(&sdk.wait_for("\"data\"", LIMIT).await.expect("sdk data"));
@@ -35,8 +50,19 @@ async fn rust_and_the_official_sdk_exchange_addressed_messages() {
         assert_eq!(line["topic"], json!("0xsdk"));
         assert_eq!(line["payload"], json!(format!("from rust {i}")));
     }
-    rust.send(b"lossy hello", &["0xsdk".to_owned()], Some("0xsdk"), Reliability::Lossy).await.expect("lossy");
-    let line = parse(&sdk.wait_for("\"data\"", LIMIT).await.expect("sdk lossy data"));
+    rust.send(
+        b"lossy hello",
+        &["0xsdk".to_owned()],
+        Some("0xsdk"),
+        Reliability::Lossy,
+    )
+    .await
+    .expect("lossy");
+    let line = parse(
+        &sdk.wait_for("\"data\"", LIMIT)
+            .await
+            .expect("sdk lossy data"),
+    );
     assert_eq!(line["payload"], json!("lossy hello"));
 
     // SDK → Rust, addressed, with a topic.
@@ -45,7 +71,11 @@ async fn rust_and_the_official_sdk_exchange_addressed_messages() {
         sdk.send_line(&cmd.to_string()).await.expect("stdin");
     }
     for i in 0..20 {
-        match wait_event(&mut events, "data from the SDK", |e| matches!(e, Event::Data(_))).await {
+        match wait_event(&mut events, "data from the SDK", |e| {
+            matches!(e, Event::Data(_))
+        })
+        .await
+        {
             Event::Data(p) => {
                 assert_eq!(p.sender, "0xsdk");
                 assert_eq!(p.topic.as_deref(), Some("0xrust"));
@@ -57,7 +87,9 @@ async fn rust_and_the_official_sdk_exchange_addressed_messages() {
     }
 
     // A broadcast from the SDK reaches both Rust participants.
-    sdk.send_line(&json!({"cmd": "send", "payload": "hello all", "topic": "all"}).to_string()).await.expect("stdin");
+    sdk.send_line(&json!({"cmd": "send", "payload": "hello all", "topic": "all"}).to_string())
+        .await
+        .expect("stdin");
     for ev in [&mut events, &mut bystander_events] {
         match wait_event(ev, "broadcast", |e| matches!(e, Event::Data(_))).await {
             Event::Data(p) => assert_eq!(p.payload, b"hello all"),
@@ -65,7 +97,10 @@ async fn rust_and_the_official_sdk_exchange_addressed_messages() {
         }
     }
     // The bystander saw nothing else.
-    while let Some(e) = bystander_events.recv_timeout(std::time::Duration::from_secs(1)).await {
+    while let Some(e) = bystander_events
+        .recv_timeout(std::time::Duration::from_secs(1))
+        .await
+    {
         assert!(!matches!(e, Event::Data(_)), "bystander got {e:?}");
     }
     assert_eq!(bystander.stats().bad_packets, 0);

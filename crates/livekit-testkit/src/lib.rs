@@ -208,11 +208,17 @@ impl LiveKitServer {
             .as_ref()
             .and_then(Child::id)
             .ok_or_else(|| HarnessError::Exited("not running".into(), String::new()))?;
-        let status = std::process::Command::new("kill").arg(sig).arg(pid.to_string()).status()?;
+        let status = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()?;
         if status.success() {
             Ok(())
         } else {
-            Err(HarnessError::Exited(format!("kill {sig} failed"), String::new()))
+            Err(HarnessError::Exited(
+                format!("kill {sig} failed"),
+                String::new(),
+            ))
         }
     }
 
