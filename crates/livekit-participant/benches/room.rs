@@ -9,6 +9,7 @@
 //!   as the transport accepts them; reports the rate and whether anything was lost or lagged.
 //! - memory: resident memory per idle connected participant (50 of them), Rust vs SDK.
 //! - join: 200 Rust participants join concurrently; time until all are connected.
+//!
 //! Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 
 use std::time::{Duration, Instant};
@@ -37,16 +38,29 @@ fn token(lk: &LiveKitServer, identity: &str) -> String {
 }
 
 async fn join(lk: &LiveKitServer, identity: &str) -> (Participant, livekit_participant::Events) {
-    let opts = Options { connect_timeout: Duration::from_secs(120), ..Options::default() };
-    Participant::connect(StaticToken(Credentials { url: lk.ws_url(), token: token(lk, identity) }), opts)
-        .await
-        .expect("join")
+    let opts = Options {
+        connect_timeout: Duration::from_secs(120),
+        ..Options::default()
+    };
+    Participant::connect(
+        StaticToken(Credentials {
+            url: lk.ws_url(),
+            token: token(lk, identity),
+        }),
+        opts,
+    )
+    .await
+    .expect("join")
 }
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -87,7 +101,9 @@ async fn latency(lk: &LiveKitServer) {
     let mut buf = vec![0u8; 1000];
     for _ in 0..COUNT {
         buf[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
-        a.send(&buf, &to, Some("lat-b"), Reliability::Reliable).await.expect("send");
+        a.send(&buf, &to, Some("lat-b"), Reliability::Reliable)
+            .await
+            .expect("send");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut lat = receiver.await.expect("receiver");
@@ -100,7 +116,13 @@ async fn latency(lk: &LiveKitServer) {
     );
     let out = node::run(
         "bench-sdk.mjs",
-        &["latency", &lk.ws_url(), &token(lk, "sdk-lat-a"), &token(lk, "sdk-lat-b"), &COUNT.to_string()],
+        &[
+            "latency",
+            &lk.ws_url(),
+            &token(lk, "sdk-lat-a"),
+            &token(lk, "sdk-lat-b"),
+            &COUNT.to_string(),
+        ],
         Duration::from_secs(120),
     )
     .await
@@ -144,7 +166,9 @@ async fn throughput(lk: &LiveKitServer) {
         while start.elapsed() < Duration::from_secs(SECONDS) {
             tick.tick().await;
             for _ in 0..per_tick {
-                a.send(&buf, &to, Some("tp-b"), Reliability::Reliable).await.expect("send");
+                a.send(&buf, &to, Some("tp-b"), Reliability::Reliable)
+                    .await
+                    .expect("send");
                 sent += 1;
             }
         }
@@ -152,13 +176,23 @@ async fn throughput(lk: &LiveKitServer) {
         let achieved = sent as f64 / stopped.duration_since(start).as_secs_f64();
         total_sent += sent;
         let mut rx = count_rx.clone();
-        let caught_up = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|(n, _)| *n >= total_sent)).await.is_ok();
+        let caught_up = tokio::time::timeout(
+            Duration::from_secs(5),
+            rx.wait_for(|(n, _)| *n >= total_sent),
+        )
+        .await
+        .is_ok();
         let (received, last) = *count_rx.borrow();
         let lag = last.saturating_duration_since(stopped);
-        let sustained = caught_up && lag < Duration::from_millis(100) && achieved >= rate as f64 * 0.95;
+        let sustained =
+            caught_up && lag < Duration::from_millis(100) && achieved >= rate as f64 * 0.95;
         println!(
             "throughput rust→rust 1 KB reliable at {rate} msg/s: sent {sent} ({achieved:.0}/s), {} received, last one {:.0} ms after the sender stopped{}",
-            if received >= total_sent { "all" } else { "NOT all" },
+            if received >= total_sent {
+                "all"
+            } else {
+                "NOT all"
+            },
             lag.as_secs_f64() * 1000.0,
             if sustained { "" } else { "  ← not sustained" }
         );
@@ -193,14 +227,23 @@ async fn memory(lk: &LiveKitServer) {
     let dir = std::env::temp_dir().join(format!("pchat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("tokens.txt");
-    let tokens: Vec<String> = (0..N).map(|i| token(lk, &format!("idle-sdk-{i}"))).collect();
+    let tokens: Vec<String> = (0..N)
+        .map(|i| token(lk, &format!("idle-sdk-{i}")))
+        .collect();
     std::fs::write(&file, tokens.join("\n")).expect("tokens");
-    let out = node::run("bench-sdk.mjs", &["idle", &lk.ws_url(), &file.display().to_string()], Duration::from_secs(240))
-        .await
-        .expect("sdk idle");
+    let out = node::run(
+        "bench-sdk.mjs",
+        &["idle", &lk.ws_url(), &file.display().to_string()],
+        Duration::from_secs(240),
+    )
+    .await
+    .expect("sdk idle");
     let _ = std::fs::remove_dir_all(&dir);
     let v = json_line(&out, "loaded_kib");
-    let (b, l) = (v["baseline_kib"].as_u64().unwrap_or(0), v["loaded_kib"].as_u64().unwrap_or(0));
+    let (b, l) = (
+        v["baseline_kib"].as_u64().unwrap_or(0),
+        v["loaded_kib"].as_u64().unwrap_or(0),
+    );
     println!(
         "memory   sdk:  {N} idle participants add {:.1} MiB = {:.0} KiB each (process {:.1} → {:.1} MiB)",
         (l - b) as f64 / 1024.0,
@@ -216,9 +259,15 @@ async fn join_many(lk: &LiveKitServer) {
     let results = futures_util::future::join_all((0..N).map(|i| {
         let id = format!("many-{i:03}");
         async move {
-            let opts = Options { connect_timeout: Duration::from_secs(120), ..Options::default() };
+            let opts = Options {
+                connect_timeout: Duration::from_secs(120),
+                ..Options::default()
+            };
             let r = Participant::connect(
-                StaticToken(Credentials { url: lk.ws_url(), token: token(lk, &id) }),
+                StaticToken(Credentials {
+                    url: lk.ws_url(),
+                    token: token(lk, &id),
+                }),
                 opts,
             )
             .await;
@@ -234,7 +283,11 @@ async fn join_many(lk: &LiveKitServer) {
         "join     {} of {N} Rust participants connected (both channels open); all done {:.1} s after the start (median {:.1} s); RSS {:.1} MiB",
         ok.len(),
         slowest.as_secs_f64(),
-        if times.is_empty() { 0.0 } else { quantile(&times, 0.5) },
+        if times.is_empty() {
+            0.0
+        } else {
+            quantile(&times, 0.5)
+        },
         rss_kib() as f64 / 1024.0
     );
     for (r, _) in &results {
@@ -246,15 +299,23 @@ async fn join_many(lk: &LiveKitServer) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let all = args.is_empty();
     let want = |name: &str| all || args.iter().any(|a| a == name);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        let lk = LiveKitServer::start().await.expect("livekit-server (run scripts/setup)");
+        let lk = LiveKitServer::start()
+            .await
+            .expect("livekit-server (run scripts/setup)");
         if want("latency") {
             latency(&lk).await;
         }

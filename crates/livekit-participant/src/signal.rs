@@ -127,6 +127,15 @@ pub enum Incoming {
     Closed,
 }
 
+/// Decodes one binary frame; garbage becomes [`Incoming::Undecodable`], never a panic.
+pub fn decode_frame(bytes: &[u8]) -> Incoming {
+    match proto::SignalResponse::decode(bytes) {
+        Ok(proto::SignalResponse { message: Some(m) }) => Incoming::Response(Box::new(m)),
+        Ok(_) => Incoming::Nothing,
+        Err(_) => Incoming::Undecodable,
+    }
+}
+
 /// Reads the next frame.
 pub async fn recv(ws: &mut WsStream) -> Result<Incoming, ConnectError> {
     match ws.next().await {
@@ -148,6 +157,24 @@ pub async fn recv(ws: &mut WsStream) -> Result<Incoming, ConnectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn garbage_frames_are_undecodable_not_fatal() {
+        for garbage in [&[0xff_u8, 0xff, 0xff][..], &[0x0a, 0x50, 0x01], &[0x12; 64]] {
+            assert!(matches!(
+                decode_frame(garbage),
+                Incoming::Undecodable | Incoming::Nothing
+            ));
+        }
+        let pong = proto::SignalResponse {
+            message: Some(proto::signal_response::Message::Pong(5)),
+        };
+        assert!(matches!(
+            decode_frame(&pong.encode_to_vec()),
+            Incoming::Response(_)
+        ));
+        assert!(matches!(decode_frame(&[]), Incoming::Nothing));
+    }
 
     #[test]
     fn join_url_is_v1_with_a_padded_base64url_wrapped_request() {
