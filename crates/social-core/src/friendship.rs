@@ -28,8 +28,14 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 6] =
-        [Action::Request, Action::Accept, Action::Reject, Action::Cancel, Action::Delete, Action::Block];
+    pub const ALL: [Action; 6] = [
+        Action::Request,
+        Action::Accept,
+        Action::Reject,
+        Action::Cancel,
+        Action::Delete,
+        Action::Block,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -62,7 +68,10 @@ pub struct UnknownAction(pub String);
 impl FromStr for Action {
     type Err = UnknownAction;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| UnknownAction(s.to_owned()))
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownAction(s.to_owned()))
     }
 }
 
@@ -102,7 +111,12 @@ pub fn transition_allowed(previous: Option<Action>, new: Action) -> bool {
 /// Checks that `acting` may take `new` toward `other` given the pair's last action.
 /// Block-table checks (a request to someone who blocked you) are done by the caller with
 /// [`FriendshipError::Blocked`].
-pub fn validate(acting: &str, other: &str, new: Action, last: Option<&LastAction>) -> Result<(), FriendshipError> {
+pub fn validate(
+    acting: &str,
+    other: &str,
+    new: Action,
+    last: Option<&LastAction>,
+) -> Result<(), FriendshipError> {
     if new == Action::Request && acting == other {
         return Err(FriendshipError::SelfRequest);
     }
@@ -116,7 +130,9 @@ pub fn validate(acting: &str, other: &str, new: Action, last: Option<&LastAction
     if let Some(last) = last {
         let i_acted_last = last.acting_user == acting;
         match new {
-            Action::Accept | Action::Reject if i_acted_last => return Err(FriendshipError::OwnRequest(new)),
+            Action::Accept | Action::Reject if i_acted_last => {
+                return Err(FriendshipError::OwnRequest(new));
+            }
             Action::Cancel if !i_acted_last => return Err(FriendshipError::NotRequester),
             _ => {}
         }
@@ -139,14 +155,21 @@ pub enum FriendshipStatus {
 }
 
 /// The status from `viewer`'s side. Blocks take precedence over the history.
-pub fn status_for(viewer: &str, last: Option<&LastAction>, i_blocked: bool, blocked_me: bool) -> FriendshipStatus {
+pub fn status_for(
+    viewer: &str,
+    last: Option<&LastAction>,
+    i_blocked: bool,
+    blocked_me: bool,
+) -> FriendshipStatus {
     if i_blocked {
         return FriendshipStatus::Blocked;
     }
     if blocked_me {
         return FriendshipStatus::BlockedBy;
     }
-    let Some(last) = last else { return FriendshipStatus::None };
+    let Some(last) = last else {
+        return FriendshipStatus::None;
+    };
     match last.action {
         Action::Request if last.acting_user == viewer => FriendshipStatus::RequestSent,
         Action::Request => FriendshipStatus::RequestReceived,
@@ -171,19 +194,33 @@ mod tests {
     #[test]
     fn every_transition_and_actor_combination() {
         let previous_options: Vec<Option<(Action, &str)>> = std::iter::once(None)
-            .chain(Action::ALL.iter().flat_map(|a| [Some((*a, ME)), Some((*a, THEM))]))
+            .chain(
+                Action::ALL
+                    .iter()
+                    .flat_map(|a| [Some((*a, ME)), Some((*a, THEM))]),
+            )
             .collect();
         let mut checked = 0;
         for previous in &previous_options {
-            let last = previous.map(|(action, who)| LastAction { action, acting_user: who.to_owned() });
+            let last = previous.map(|(action, who)| LastAction {
+                action,
+                acting_user: who.to_owned(),
+            });
             for new in Action::ALL {
                 for (actor, other) in [(ME, THEM), (THEM, ME)] {
                     let result = validate(actor, other, new, last.as_ref());
                     let prev_action = previous.map(|(a, _)| a);
                     let allowed_by_table = match new {
-                        Action::Request => matches!(prev_action, None | Some(Action::Cancel | Action::Reject | Action::Delete)),
-                        Action::Accept | Action::Cancel | Action::Reject => prev_action == Some(Action::Request),
-                        Action::Delete => matches!(prev_action, Some(Action::Accept | Action::Block)),
+                        Action::Request => matches!(
+                            prev_action,
+                            None | Some(Action::Cancel | Action::Reject | Action::Delete)
+                        ),
+                        Action::Accept | Action::Cancel | Action::Reject => {
+                            prev_action == Some(Action::Request)
+                        }
+                        Action::Delete => {
+                            matches!(prev_action, Some(Action::Accept | Action::Block))
+                        }
                         Action::Block => true,
                     };
                     let last_by_actor = previous.is_some_and(|(_, who)| who == actor);
@@ -193,9 +230,16 @@ mod tests {
                         _ => true,
                     };
                     let expected = allowed_by_table && (previous.is_none() || allowed_for_actor);
-                    assert_eq!(result.is_ok(), expected, "{previous:?} then {new} by {actor}: {result:?}");
+                    assert_eq!(
+                        result.is_ok(),
+                        expected,
+                        "{previous:?} then {new} by {actor}: {result:?}"
+                    );
                     if !allowed_by_table {
-                        assert!(matches!(result, Err(FriendshipError::InvalidTransition { .. })));
+                        assert!(matches!(
+                            result,
+                            Err(FriendshipError::InvalidTransition { .. })
+                        ));
                     }
                     checked += 1;
                 }
@@ -206,24 +250,53 @@ mod tests {
 
     #[test]
     fn nobody_requests_themselves() {
-        assert_eq!(validate(ME, ME, Action::Request, None), Err(FriendshipError::SelfRequest));
+        assert_eq!(
+            validate(ME, ME, Action::Request, None),
+            Err(FriendshipError::SelfRequest)
+        );
     }
 
     #[test]
     fn statuses_from_each_side() {
-        let req = LastAction { action: Action::Request, acting_user: ME.into() };
-        assert_eq!(status_for(ME, Some(&req), false, false), FriendshipStatus::RequestSent);
-        assert_eq!(status_for(THEM, Some(&req), false, false), FriendshipStatus::RequestReceived);
+        let req = LastAction {
+            action: Action::Request,
+            acting_user: ME.into(),
+        };
+        assert_eq!(
+            status_for(ME, Some(&req), false, false),
+            FriendshipStatus::RequestSent
+        );
+        assert_eq!(
+            status_for(THEM, Some(&req), false, false),
+            FriendshipStatus::RequestReceived
+        );
         assert_eq!(status_for(ME, None, false, false), FriendshipStatus::None);
-        assert_eq!(status_for(ME, Some(&req), true, false), FriendshipStatus::Blocked);
-        assert_eq!(status_for(ME, None, false, true), FriendshipStatus::BlockedBy);
+        assert_eq!(
+            status_for(ME, Some(&req), true, false),
+            FriendshipStatus::Blocked
+        );
+        assert_eq!(
+            status_for(ME, None, false, true),
+            FriendshipStatus::BlockedBy
+        );
         for (a, s) in [
             (Action::Accept, FriendshipStatus::Accepted),
             (Action::Cancel, FriendshipStatus::Canceled),
             (Action::Reject, FriendshipStatus::Rejected),
             (Action::Delete, FriendshipStatus::Deleted),
         ] {
-            assert_eq!(status_for(ME, Some(&LastAction { action: a, acting_user: THEM.into() }), false, false), s);
+            assert_eq!(
+                status_for(
+                    ME,
+                    Some(&LastAction {
+                        action: a,
+                        acting_user: THEM.into()
+                    }),
+                    false,
+                    false
+                ),
+                s
+            );
         }
     }
 

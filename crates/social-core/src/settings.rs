@@ -28,7 +28,9 @@ impl FromStr for BlockedMessagesVisibility {
         match s {
             "show_messages" => Ok(BlockedMessagesVisibility::ShowMessages),
             "do_not_show_messages" => Ok(BlockedMessagesVisibility::DoNotShowMessages),
-            other => Err(format!("unknown blocked_users_messages_visibility {other:?}")),
+            other => Err(format!(
+                "unknown blocked_users_messages_visibility {other:?}"
+            )),
         }
     }
 }
@@ -48,8 +50,14 @@ mod tests {
     fn defaults_allow_everyone() {
         let s = SocialSettings::default();
         assert_eq!(s.private_messages_privacy, Privacy::All);
-        assert_eq!(s.blocked_users_messages_visibility, BlockedMessagesVisibility::ShowMessages);
-        assert_eq!("do_not_show_messages".parse(), Ok(BlockedMessagesVisibility::DoNotShowMessages));
+        assert_eq!(
+            s.blocked_users_messages_visibility,
+            BlockedMessagesVisibility::ShowMessages
+        );
+        assert_eq!(
+            "do_not_show_messages".parse(),
+            Ok(BlockedMessagesVisibility::DoNotShowMessages)
+        );
         assert!("hide".parse::<BlockedMessagesVisibility>().is_err());
     }
 }
