@@ -1,0 +1,236 @@
+//! A dcl-rpc server over WebSocket, written for the Decentraland social service protocol
+//! (FACTS §4). The crates.io `dcl-rpc` crate keeps stream producers running after a client
+//! cancels, so this is our own implementation on axum's WebSocket.
+//!
+//! Connection life:
+//! 1. The first frame (text or binary) is the auth frame, checked by an [`Authenticator`].
+//!    Frames that arrive meanwhile are buffered. A bad frame closes with 3003, none within the
+//!    auth timeout with 3004.
+//! 2. The server sends SERVER_READY, then serves CREATE_PORT, REQUEST_MODULE, REQUEST,
+//!    STREAM_ACK/STREAM_MESSAGE (acks and cancels) and DESTROY_PORT.
+//! 3. Undecodable frames, unknown message types and server-only types from the client close
+//!    with 1011; unknown ports, modules and procedures get a REMOTE_ERROR_RESPONSE and the
+//!    connection stays up. Frames over the size limit close with 1009. When the server is at its
+//!    connection limit a new connection is closed with 1013; shutdown closes with 1001.
+//!
+//! Server streams are acknowledged one item at a time: the "open" message (sequence 0) and
+//! each item k are followed by item k+1 only after the client acknowledged k. A client
+//! STREAM_MESSAGE with `closed = true` (or DESTROY_PORT, or the connection ending) drops the
+//! producer at once.
+
+mod connection;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::Response;
+use futures_util::stream::BoxStream;
+use tokio::sync::watch;
+
+/// A procedure's result payload (an encoded protobuf message).
+pub type Payload = Vec<u8>;
+
+/// A future returned by a procedure.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An error a procedure returns; sent as REMOTE_ERROR_RESPONSE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RpcError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(message: impl Into<String>) -> Self {
+        RpcError {
+            code: 0,
+            message: message.into(),
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallContext {
+    /// The authenticated address (lower case).
+    pub address: String,
+    /// A process-unique connection number.
+    pub connection_id: u64,
+}
+
+type UnaryFn = dyn Fn(CallContext, Payload) -> BoxFuture<Result<Payload, RpcError>> + Send + Sync;
+type StreamFn = dyn Fn(
+        CallContext,
+        Payload,
+    ) -> BoxFuture<Result<BoxStream<'static, Result<Payload, RpcError>>, RpcError>>
+    + Send
+    + Sync;
+
+/// A procedure of a module.
+#[derive(Clone)]
+pub enum Procedure {
+    Unary(Arc<UnaryFn>),
+    ServerStream(Arc<StreamFn>),
+}
+
+impl Procedure {
+    pub fn unary<F, Fut>(f: F) -> Self
+    where
+        F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Payload, RpcError>> + Send + 'static,
+    {
+        Procedure::Unary(Arc::new(move |c, p| Box::pin(f(c, p))))
+    }
+
+    pub fn server_stream<F, Fut>(f: F) -> Self
+    where
+        F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<BoxStream<'static, Result<Payload, RpcError>>, RpcError>>
+            + Send
+            + 'static,
+    {
+        Procedure::ServerStream(Arc::new(move |c, p| Box::pin(f(c, p))))
+    }
+}
+
+/// A module: named procedures, numbered 1… in the order given.
+#[derive(Clone)]
+pub struct Module {
+    pub name: String,
+    pub procedures: Vec<(String, Procedure)>,
+}
+
+/// Checks the auth frame; returns the caller's address.
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    async fn authenticate(&self, frame: &str) -> Result<String, String>;
+}
+
+/// Connection hooks: presence for connectivity updates.
+#[async_trait]
+pub trait ConnectionHooks: Send + Sync {
+    async fn connected(&self, _ctx: &CallContext) {}
+    async fn disconnected(&self, _ctx: &CallContext) {}
+}
+
+struct NoHooks;
+impl ConnectionHooks for NoHooks {}
+
+/// Limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Time allowed for the auth frame (default 300 s; closes with 3004).
+    pub auth_timeout: Duration,
+    /// A connection with no frame from the client for this long is closed (default 300 s).
+    pub idle_timeout: Duration,
+    /// Interval of server pings (default 30 s).
+    pub ping_interval: Duration,
+    /// Largest frame accepted (default 1 MiB; larger closes with 1009).
+    pub max_frame_bytes: usize,
+    /// Frames buffered while the auth frame is checked (default 64).
+    pub max_buffered_frames: usize,
+    /// Most simultaneous connections (default 10,000; more close with 1013).
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            auth_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(30),
+            max_frame_bytes: 1024 * 1024,
+            max_buffered_frames: 64,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Close codes used by the server.
+pub mod close_code {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_BIG: u16 = 1009;
+    pub const TRANSPORT_ERROR: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const UNAUTHORIZED: u16 = 3003;
+    pub const AUTH_TIMEOUT: u16 = 3004;
+}
+
+/// The server: modules, the authenticator and the limits. Cheap to clone.
+#[derive(Clone)]
+pub struct RpcServer {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) modules: HashMap<String, Module>,
+    pub(crate) auth: Arc<dyn Authenticator>,
+    pub(crate) hooks: Arc<dyn ConnectionHooks>,
+    pub(crate) config: ServerConfig,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) next_connection: AtomicU64,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl RpcServer {
+    pub fn new(auth: Arc<dyn Authenticator>, config: ServerConfig) -> Self {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        RpcServer {
+            inner: Arc::new(Inner {
+                modules: HashMap::new(),
+                auth,
+                hooks: Arc::new(NoHooks),
+                config,
+                connections: AtomicUsize::new(0),
+                next_connection: AtomicU64::new(1),
+                shutdown,
+                shutdown_tx,
+            }),
+        }
+    }
+
+    /// Adds a module (call before serving).
+    pub fn with_module(mut self, module: Module) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.modules.insert(module.name.clone(), module);
+        }
+        self
+    }
+
+    /// Sets the connection hooks (call before serving).
+    pub fn with_hooks(mut self, hooks: Arc<dyn ConnectionHooks>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.hooks = hooks;
+        }
+        self
+    }
+
+    /// Open connections now.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// Closes every connection with 1001 and refuses new ones.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown_tx.send(true);
+    }
+
+    /// Upgrades an HTTP request to a dcl-rpc connection (use as an axum handler body).
+    pub fn upgrade(&self, ws: WebSocketUpgrade) -> Response {
+        let inner = self.inner.clone();
+        // Let a little more than the limit through the WebSocket layer so that we can answer
+        // an oversized frame with a proper 1009 close ourselves.
+        let limit = inner.config.max_frame_bytes + 64 * 1024;
+        ws.max_message_size(limit)
+            .max_frame_size(limit)
+            .on_upgrade(move |socket| connection::run(inner, socket))
+    }
+}
