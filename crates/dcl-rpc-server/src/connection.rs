@@ -258,10 +258,10 @@ impl Conn {
                     if let Some(stream) = self.streams.remove(&number) {
                         stream.task.abort();
                     }
-                } else if s.ack {
-                    if let Some(stream) = self.streams.get(&number) {
-                        let _ = stream.acks.send(s.sequence_id);
-                    }
+                } else if s.ack
+                    && let Some(stream) = self.streams.get(&number)
+                {
+                    let _ = stream.acks.send(s.sequence_id);
                 }
             }
             Frame::DestroyPort(d) => {

@@ -1,0 +1,673 @@
+//! Persistence for the social service on PostgreSQL or SQLite, through sqlx's `Any` driver so
+//! that one set of queries serves both (the schema sticks to types both share: TEXT, BIGINT).
+//!
+//! Concurrency: every change to a pair is a compare-and-set on the pair row's `version` (or an
+//! insert that loses to a concurrent insert), retried after re-reading and re-validating with
+//! [`social_core::validate`]. So two users requesting each other at once, or an accept racing a
+//! cancel, end in one consistent state on both databases.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use social_core::{Action, BlockedMessagesVisibility, FriendshipError, LastAction, SocialSettings};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+pub use pchat_core::Privacy;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Rejected(#[from] FriendshipError),
+    #[error("too many concurrent changes to the same friendship; try again")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid DATABASE_URL {0:?}: expected postgres://… or sqlite://…")]
+    BadUrl(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A friendship request waiting for an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRequest {
+    pub id: String,
+    /// The other user (the requester for received requests, the requested for sent ones).
+    pub address: String,
+    pub message: Option<String>,
+    pub created_at: i64,
+}
+
+/// A recorded action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub friendship_id: String,
+    pub action: Action,
+    pub acting_user: String,
+    pub other: String,
+    pub message: Option<String>,
+    pub created_at: i64,
+}
+
+/// The social store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const MAX_ATTEMPTS: usize = 12;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ordered<'a>(x: &'a str, y: &'a str) -> (&'a str, &'a str) {
+    if x <= y { (x, y) } else { (y, x) }
+}
+
+/// `$start, $start+1, …` for `n` values.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…`, `sqlite://path`, `sqlite::memory:` is refused because
+    /// each pooled connection would see its own database) and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") && !url.contains(":memory:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::BadUrl(url.to_owned()));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+            }
+            _ => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    // ---------------------------------------------------------------- settings
+
+    /// A user's settings (defaults when the user has none).
+    pub async fn settings(&self, address: &str) -> Result<SocialSettings> {
+        Ok(self
+            .settings_many(&[address.to_owned()])
+            .await?
+            .remove(address)
+            .unwrap_or_default())
+    }
+
+    /// Settings of several users; users without a row are absent from the map.
+    pub async fn settings_many(
+        &self,
+        addresses: &[String],
+    ) -> Result<HashMap<String, SocialSettings>> {
+        if addresses.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT address, private_messages_privacy, blocked_users_messages_visibility FROM social_settings WHERE address IN ({})",
+            placeholders(1, addresses.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for a in addresses {
+            q = q.bind(a.clone());
+        }
+        let mut out = HashMap::new();
+        for row in q.fetch_all(&self.pool).await? {
+            let address: String = row.try_get(0)?;
+            let privacy: String = row.try_get(1)?;
+            let visibility: String = row.try_get(2)?;
+            out.insert(
+                address,
+                SocialSettings {
+                    private_messages_privacy: privacy
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(privacy.clone()))?,
+                    blocked_users_messages_visibility: visibility
+                        .parse()
+                        .map_err(StoreError::Corrupt)?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Changes the given fields of a user's settings and returns the result.
+    pub async fn upsert_settings(
+        &self,
+        address: &str,
+        privacy: Option<Privacy>,
+        visibility: Option<BlockedMessagesVisibility>,
+    ) -> Result<SocialSettings> {
+        let current = self.settings(address).await?;
+        let next = SocialSettings {
+            private_messages_privacy: privacy.unwrap_or(current.private_messages_privacy),
+            blocked_users_messages_visibility: visibility
+                .unwrap_or(current.blocked_users_messages_visibility),
+        };
+        sqlx::query(
+            "INSERT INTO social_settings (address, private_messages_privacy, blocked_users_messages_visibility) \
+             VALUES ($1, $2, $3) ON CONFLICT (address) DO UPDATE SET \
+             private_messages_privacy = excluded.private_messages_privacy, \
+             blocked_users_messages_visibility = excluded.blocked_users_messages_visibility",
+        )
+        .bind(address.to_owned())
+        .bind(next.private_messages_privacy.as_str())
+        .bind(next.blocked_users_messages_visibility.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(next)
+    }
+
+    // ---------------------------------------------------------------- friendships
+
+    /// The last action between two users.
+    pub async fn last_action(&self, x: &str, y: &str) -> Result<Option<LastAction>> {
+        let (a, b) = ordered(x, y);
+        let row = sqlx::query("SELECT last_action, last_acting_user FROM friendships WHERE user_a = $1 AND user_b = $2")
+            .bind(a.to_owned())
+            .bind(b.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let action: String = r.try_get(0)?;
+            Ok(LastAction {
+                action: action
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(action.clone()))?,
+                acting_user: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Validates and records `acting`'s `action` toward `other`, atomically.
+    pub async fn apply_action(
+        &self,
+        acting: &str,
+        other: &str,
+        action: Action,
+        message: Option<&str>,
+    ) -> Result<Applied> {
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.try_apply(acting, other, action, message, false).await {
+                Ok(Some(applied)) => return Ok(applied),
+                Ok(None) => {}
+                Err(StoreError::Database(e)) if attempt + 1 < MAX_ATTEMPTS && is_transient(&e) => {}
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(Duration::from_millis(
+                2 + rand::random::<u64>() % (5 * (attempt as u64 + 1)),
+            ))
+            .await;
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// One attempt; `Ok(None)` means a concurrent change won and the caller should retry.
+    async fn try_apply(
+        &self,
+        acting: &str,
+        other: &str,
+        action: Action,
+        message: Option<&str>,
+        skip_block_check: bool,
+    ) -> Result<Option<Applied>> {
+        let (a, b) = ordered(acting, other);
+        let mut tx = self.pool.begin().await?;
+        if action != Action::Block && !skip_block_check {
+            let blocked = sqlx::query(
+                "SELECT 1 FROM blocks WHERE (blocker_address = $1 AND blocked_address = $2) OR (blocker_address = $2 AND blocked_address = $1)",
+            )
+            .bind(acting.to_owned())
+            .bind(other.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if blocked.is_some() && action != Action::Delete {
+                return Err(FriendshipError::Blocked.into());
+            }
+        }
+        let row = sqlx::query(
+            "SELECT id, last_action, last_acting_user, version FROM friendships WHERE user_a = $1 AND user_b = $2",
+        )
+        .bind(a.to_owned())
+        .bind(b.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let existing = match row {
+            Some(r) => {
+                let id: String = r.try_get(0)?;
+                let last: String = r.try_get(1)?;
+                let acting_user: String = r.try_get(2)?;
+                let version: i64 = r.try_get(3)?;
+                let last = LastAction {
+                    action: last
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(last.clone()))?,
+                    acting_user,
+                };
+                Some((id, last, version))
+            }
+            None => None,
+        };
+        social_core::validate(acting, other, action, existing.as_ref().map(|(_, l, _)| l))?;
+        let now = now_ms();
+        let active: i64 = if action.makes_friends() { 1 } else { 0 };
+        let message = if action == Action::Request {
+            message.map(str::to_owned)
+        } else {
+            None
+        };
+        let id = match existing {
+            None => {
+                let id = new_id();
+                let inserted = sqlx::query(
+                    "INSERT INTO friendships (id, user_a, user_b, address_requester, address_requested, is_active, \
+                     last_action, last_acting_user, last_message, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10) ON CONFLICT (user_a, user_b) DO NOTHING",
+                )
+                .bind(id.clone())
+                .bind(a.to_owned())
+                .bind(b.to_owned())
+                .bind(acting.to_owned())
+                .bind(other.to_owned())
+                .bind(active)
+                .bind(action.as_str())
+                .bind(acting.to_owned())
+                .bind(message.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                id
+            }
+            Some((id, _, version)) => {
+                let updated = if action == Action::Request {
+                    sqlx::query(
+                        "UPDATE friendships SET is_active = $1, last_action = $2, last_acting_user = $3, last_message = $4, \
+                         address_requester = $3, address_requested = $5, version = version + 1, updated_at = $6 \
+                         WHERE id = $7 AND version = $8",
+                    )
+                    .bind(active)
+                    .bind(action.as_str())
+                    .bind(acting.to_owned())
+                    .bind(message.clone())
+                    .bind(other.to_owned())
+                    .bind(now)
+                    .bind(id.clone())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?
+                } else {
+                    sqlx::query(
+                        "UPDATE friendships SET is_active = $1, last_action = $2, last_acting_user = $3, \
+                         version = version + 1, updated_at = $4 WHERE id = $5 AND version = $6",
+                    )
+                    .bind(active)
+                    .bind(action.as_str())
+                    .bind(acting.to_owned())
+                    .bind(now)
+                    .bind(id.clone())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?
+                };
+                if updated.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                id
+            }
+        };
+        sqlx::query(
+            "INSERT INTO friendship_actions (id, friendship_id, action, acting_user, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(new_id())
+        .bind(id.clone())
+        .bind(action.as_str())
+        .bind(acting.to_owned())
+        .bind(message.clone())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Applied {
+            friendship_id: id,
+            action,
+            acting_user: acting.to_owned(),
+            other: other.to_owned(),
+            message,
+            created_at: now,
+        }))
+    }
+
+    /// The history of a pair, oldest first: (action, acting user).
+    pub async fn history(&self, x: &str, y: &str) -> Result<Vec<(Action, String)>> {
+        let (a, b) = ordered(x, y);
+        let rows = sqlx::query(
+            "SELECT fa.action, fa.acting_user FROM friendship_actions fa JOIN friendships f ON f.id = fa.friendship_id \
+             WHERE f.user_a = $1 AND f.user_b = $2 ORDER BY fa.created_at, fa.id",
+        )
+        .bind(a.to_owned())
+        .bind(b.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let action: String = r.try_get(0)?;
+                Ok((
+                    action
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(action.clone()))?,
+                    r.try_get(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A page of `address`'s friends (sorted by address) and the total.
+    pub async fn friends(
+        &self,
+        address: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<String>, i64)> {
+        let rows = sqlx::query(
+            "SELECT other FROM ( \
+               SELECT user_b AS other FROM friendships WHERE user_a = $1 AND is_active = 1 \
+               UNION ALL SELECT user_a AS other FROM friendships WHERE user_b = $1 AND is_active = 1 \
+             ) f ORDER BY other LIMIT $2 OFFSET $3",
+        )
+        .bind(address.to_owned())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM friendships WHERE user_a = $1 AND is_active = 1) + \
+                    (SELECT COUNT(*) FROM friendships WHERE user_b = $1 AND is_active = 1)",
+        )
+        .bind(address.to_owned())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok((
+            rows.into_iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?,
+            total,
+        ))
+    }
+
+    /// Which of `others` are friends of `address`.
+    pub async fn friends_among(&self, address: &str, others: &[String]) -> Result<HashSet<String>> {
+        if others.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let list = placeholders(2, others.len());
+        let sql = format!(
+            "SELECT user_b FROM friendships WHERE user_a = $1 AND is_active = 1 AND user_b IN ({list}) \
+             UNION ALL SELECT user_a FROM friendships WHERE user_b = $1 AND is_active = 1 AND user_a IN ({list})"
+        );
+        let mut q = sqlx::query(&sql).bind(address.to_owned());
+        for o in others {
+            q = q.bind(o.clone());
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
+    /// A page of the friends two users share, and the total.
+    pub async fn mutual_friends(
+        &self,
+        x: &str,
+        y: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<String>, i64)> {
+        let friends_of = |n: usize| {
+            format!(
+                "SELECT user_b AS f FROM friendships WHERE user_a = ${n} AND is_active = 1 \
+                 UNION ALL SELECT user_a AS f FROM friendships WHERE user_b = ${n} AND is_active = 1"
+            )
+        };
+        let base = format!(
+            "SELECT x.f FROM ({}) x JOIN ({}) y ON x.f = y.f",
+            friends_of(1),
+            friends_of(2)
+        );
+        let rows = sqlx::query(&format!("{base} ORDER BY x.f LIMIT $3 OFFSET $4"))
+            .bind(x.to_owned())
+            .bind(y.to_owned())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM ({base}) m"))
+            .bind(x.to_owned())
+            .bind(y.to_owned())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok((
+            rows.into_iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?,
+            total,
+        ))
+    }
+
+    /// Requests waiting for `address`'s answer (`received`) or that `address` sent, newest first.
+    pub async fn pending_requests(
+        &self,
+        address: &str,
+        received: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<PendingRequest>, i64)> {
+        let (cmp, other_col) = if received {
+            ("<>", "last_acting_user")
+        } else {
+            ("=", "address_requested")
+        };
+        let filter = format!(
+            "(user_a = $1 OR user_b = $1) AND last_action = 'request' AND last_acting_user {cmp} $1"
+        );
+        let rows = sqlx::query(&format!(
+            "SELECT id, {other_col}, last_message, updated_at FROM friendships WHERE {filter} \
+             ORDER BY updated_at DESC, id LIMIT $2 OFFSET $3"
+        ))
+        .bind(address.to_owned())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM friendships WHERE {filter}"))
+            .bind(address.to_owned())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let requests = rows
+            .into_iter()
+            .map(|r| {
+                Ok(PendingRequest {
+                    id: r.try_get(0)?,
+                    address: r.try_get(1)?,
+                    message: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((requests, total))
+    }
+
+    // ---------------------------------------------------------------- blocks
+
+    /// `blocker` blocks `blocked`: a block row, and the end of any friendship (action `block`).
+    /// Returns the recorded friendship action, if the pair had a friendship row.
+    pub async fn block(&self, blocker: &str, blocked: &str) -> Result<Option<Applied>> {
+        if blocker == blocked {
+            return Err(FriendshipError::SelfRequest.into());
+        }
+        sqlx::query(
+            "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (blocker_address, blocked_address) DO NOTHING",
+        )
+        .bind(blocker.to_owned())
+        .bind(blocked.to_owned())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        if self.last_action(blocker, blocked).await?.is_none() {
+            return Ok(None);
+        }
+        self.apply_action(blocker, blocked, Action::Block, None)
+            .await
+            .map(Some)
+    }
+
+    /// Removes `blocker`'s block of `blocked`. When the pair's last action was that block and no
+    /// block remains, a `delete` follows so that either may send a request again.
+    pub async fn unblock(&self, blocker: &str, blocked: &str) -> Result<bool> {
+        let removed =
+            sqlx::query("DELETE FROM blocks WHERE blocker_address = $1 AND blocked_address = $2")
+                .bind(blocker.to_owned())
+                .bind(blocked.to_owned())
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0;
+        let (i_blocked, blocked_me) = self.block_state(blocker, blocked).await?;
+        let last = self.last_action(blocker, blocked).await?;
+        if !i_blocked && !blocked_me && last.is_some_and(|l| l.action == Action::Block) {
+            for attempt in 0..MAX_ATTEMPTS {
+                match self
+                    .try_apply(blocker, blocked, Action::Delete, None, true)
+                    .await
+                {
+                    Ok(Some(_)) => break,
+                    Ok(None) => {}
+                    Err(StoreError::Rejected(_)) => break,
+                    Err(StoreError::Database(e))
+                        if attempt + 1 < MAX_ATTEMPTS && is_transient(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// (`me` blocked `other`, `other` blocked `me`).
+    pub async fn block_state(&self, me: &str, other: &str) -> Result<(bool, bool)> {
+        let rows = sqlx::query(
+            "SELECT blocker_address FROM blocks WHERE (blocker_address = $1 AND blocked_address = $2) \
+             OR (blocker_address = $2 AND blocked_address = $1)",
+        )
+        .bind(me.to_owned())
+        .bind(other.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut state = (false, false);
+        for r in rows {
+            let blocker: String = r.try_get(0)?;
+            if blocker == me {
+                state.0 = true;
+            } else {
+                state.1 = true;
+            }
+        }
+        Ok(state)
+    }
+
+    /// Users `address` blocked (`outgoing`) or who blocked `address`, with the time.
+    pub async fn blocks(&self, address: &str, outgoing: bool) -> Result<Vec<(String, i64)>> {
+        let sql = if outgoing {
+            "SELECT blocked_address, blocked_at FROM blocks WHERE blocker_address = $1 ORDER BY blocked_at DESC, blocked_address"
+        } else {
+            "SELECT blocker_address, blocked_at FROM blocks WHERE blocked_address = $1 ORDER BY blocked_at DESC, blocker_address"
+        };
+        sqlx::query(sql)
+            .bind(address.to_owned())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+/// Busy/locked (SQLite) and serialization failures (PostgreSQL) are worth another attempt.
+fn is_transient(e: &sqlx::Error) -> bool {
+    let text = e.to_string().to_lowercase();
+    text.contains("locked")
+        || text.contains("busy")
+        || text.contains("serializ")
+        || text.contains("deadlock")
+}
