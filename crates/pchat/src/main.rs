@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the gatekeeper: LiveKit tokens for the private-messages room, privacy metadata updates.
     Gatekeeper(gatekeeper::GatekeeperConfig),
+    /// Run the social service: friendships, blocks and privacy settings over dcl-rpc and HTTP.
+    Social(social::SocialConfig),
     /// Run a stand-in privacy source (GET/PUT /v1/users/:address/privacy-settings) for local use.
     PrivacyStub {
         /// Interface to listen on.
@@ -112,6 +114,13 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, room = %config.room, livekit = %config.livekit_host, "gatekeeper listening");
             gatekeeper::serve(listener, state, shutdown_signal()).await?;
         }
+        Command::Social(config) => {
+            init_tracing();
+            let listener = bind(&config.host, config.port).await?;
+            let app = social::App::build(&config).await?;
+            tracing::info!(addr = %listener.local_addr()?, database = %redact(&config.database_url), "social service listening");
+            social::serve(listener, app, shutdown_signal()).await?;
+        }
         Command::PrivacyStub { host, port } => {
             init_tracing();
             let listener = bind(&host, port).await?;
@@ -176,5 +185,17 @@ fn wallet(private_key: Option<&str>) -> anyhow::Result<authchain::Wallet> {
     match private_key {
         Some(k) => authchain::Wallet::from_hex(k).context("invalid private key"),
         None => Ok(authchain::Wallet::random()),
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }

@@ -1,0 +1,59 @@
+//! Configuration from the environment (the reference names) or flags.
+
+/// Social service settings. `pchat social --help` lists each with its variable and default.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocialConfig {
+    /// Interface to listen on (use 0.0.0.0 to accept remote clients).
+    #[arg(long, env = "HTTP_SERVER_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// TCP port for HTTP and the dcl-rpc WebSocket (at `/`).
+    #[arg(long, env = "HTTP_SERVER_PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// `postgres://…` or `sqlite://path`. Default: a SQLite file in the working directory.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://social.sqlite")]
+    pub database_url: String,
+
+    /// Redis for fanning updates out between instances. Unset: this instance only.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// The gatekeeper, told about privacy changes (`PATCH /users/:address/private-messages-privacy`).
+    /// Unset: privacy changes are only stored.
+    #[arg(long, env = "COMMS_GATEKEEPER_URL")]
+    pub gatekeeper_url: Option<String>,
+
+    /// Bearer token for the gatekeeper.
+    #[arg(
+        long,
+        env = "COMMS_GATEKEEPER_AUTH_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub gatekeeper_token: String,
+
+    /// Catalyst lambdas URL for profile names. Unset: names are derived from the address.
+    #[arg(long, env = "CATALYST_LAMBDAS_URL")]
+    pub catalyst_lambdas_url: Option<String>,
+
+    /// Seconds a new WebSocket has to send its auth frame (closes with 3004 after).
+    #[arg(long, env = "WS_AUTH_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub ws_auth_timeout_secs: u64,
+}
+
+impl SocialConfig {
+    /// Defaults for tests and embedding: loopback, port 0, the given database.
+    pub fn new(database_url: &str) -> Self {
+        SocialConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            database_url: database_url.into(),
+            redis_url: None,
+            gatekeeper_url: None,
+            gatekeeper_token: String::new(),
+            catalyst_lambdas_url: None,
+            ws_auth_timeout_secs: 300,
+        }
+    }
+}

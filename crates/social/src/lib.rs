@@ -1,0 +1,204 @@
+//! The social service of private chat: friendships, blocks and privacy settings, persisted in
+//! PostgreSQL or SQLite, served to clients over dcl-rpc on a WebSocket (wire-compatible with
+//! Decentraland's `SocialService` v2) and to the gatekeeper over HTTP.
+//!
+//! Layers: `social-core` (rules) → `social-store` (database) → [`service`] (procedures, updates,
+//! the gatekeeper) → this module (HTTP routes, the WebSocket auth frame) → `pchat social`.
+
+pub mod bus;
+pub mod config;
+pub mod gatekeeper;
+pub mod service;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dcl_rpc_server::{Authenticator, CallContext, ConnectionHooks, RpcServer, ServerConfig};
+use serde_json::json;
+
+pub use config::SocialConfig;
+use gatekeeper::{GatekeeperNotifier, HttpGatekeeper, NoGatekeeper};
+use service::Social;
+
+/// Checks the first WebSocket frame: the signed-fetch headers of `GET /` as a JSON object,
+/// within ±300 s, scene signers refused.
+pub struct AuthFrame {
+    verifier: authchain::Verifier,
+}
+
+impl Default for AuthFrame {
+    fn default() -> Self {
+        AuthFrame {
+            verifier: authchain::Verifier::new()
+                .with_window(Duration::from_secs(300))
+                .with_delegation_cache(10_000),
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for AuthFrame {
+    async fn authenticate(&self, frame: &str) -> Result<String, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(frame).map_err(|e| format!("auth frame is not JSON: {e}"))?;
+        let object = value.as_object().ok_or("auth frame is not a JSON object")?;
+        let headers: HashMap<String, String> = object
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.to_ascii_lowercase(), s.to_owned())))
+            .collect();
+        let parsed = authchain::SignedHeaders::parse(|n| headers.get(n).map(String::as_str))
+            .map_err(|e| e.to_string())?;
+        let verified = self
+            .verifier
+            .verify_request(
+                &parsed,
+                "get",
+                "/",
+                authchain::now_ms(),
+                Some(&authchain::not_scene_signer_rule),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(verified.address)
+    }
+}
+
+struct Presence(Arc<Social>);
+
+#[async_trait]
+impl ConnectionHooks for Presence {
+    async fn connected(&self, ctx: &CallContext) {
+        self.0.connected(&ctx.address).await;
+    }
+    async fn disconnected(&self, ctx: &CallContext) {
+        self.0.disconnected(&ctx.address).await;
+    }
+}
+
+/// The running service's parts.
+pub struct App {
+    pub social: Arc<Social>,
+    pub rpc: RpcServer,
+    started: Instant,
+}
+
+/// Errors building the service.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] social_store::StoreError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl App {
+    /// Connects the database and wires everything from the configuration.
+    pub async fn build(config: &SocialConfig) -> Result<Arc<App>, BuildError> {
+        let gatekeeper: Arc<dyn GatekeeperNotifier> = match &config.gatekeeper_url {
+            Some(url) if !url.trim().is_empty() => Arc::new(
+                HttpGatekeeper::new(url, &config.gatekeeper_token, Duration::from_secs(5))
+                    .map_err(|e| BuildError::Config(e.to_string()))?,
+            ),
+            _ => Arc::new(NoGatekeeper),
+        };
+        Self::build_with(config, gatekeeper).await
+    }
+
+    /// Like [`App::build`] with a chosen gatekeeper notifier.
+    pub async fn build_with(
+        config: &SocialConfig,
+        gatekeeper: Arc<dyn GatekeeperNotifier>,
+    ) -> Result<Arc<App>, BuildError> {
+        let store = social_store::Store::connect(&config.database_url).await?;
+        let social = Arc::new(Social::new(store, bus::Bus::default(), gatekeeper));
+        let rpc = RpcServer::new(
+            Arc::new(AuthFrame::default()),
+            ServerConfig {
+                auth_timeout: Duration::from_secs(config.ws_auth_timeout_secs),
+                ..ServerConfig::default()
+            },
+        )
+        .with_module(social.module())
+        .with_hooks(Arc::new(Presence(social.clone())));
+        Ok(Arc::new(App {
+            social,
+            rpc,
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/", get(ws_upgrade))
+            .route(
+                "/v1/users/{address}/privacy-settings",
+                get(privacy_settings),
+            )
+            .route("/ping", get(|| async { "pong" }))
+            .route("/status", get(status))
+            .with_state(self.clone())
+    }
+}
+
+async fn ws_upgrade(State(app): State<Arc<App>>, ws: WebSocketUpgrade) -> Response {
+    app.rpc.upgrade(ws)
+}
+
+async fn privacy_settings(State(app): State<Arc<App>>, Path(address): Path<String>) -> Response {
+    let Ok(address) = pchat_core::normalize_address(&address) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "Invalid address"})),
+        )
+            .into_response();
+    };
+    match app.social.store.settings(&address).await {
+        Ok(s) => {
+            axum::Json(json!({"private_messages_privacy": s.private_messages_privacy.as_str()}))
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "privacy settings lookup failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"error": "Internal server error"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn status(State(app): State<Arc<App>>) -> Response {
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "connections": app.rpc.connections(),
+    }))
+    .into_response()
+}
+
+/// Serves HTTP and the WebSocket on `listener` until `shutdown`; open WebSockets are closed with
+/// 1001.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let rpc = app.rpc.clone();
+    let router = app.router();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            rpc.shutdown();
+        })
+        .await
+}

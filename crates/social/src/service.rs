@@ -1,0 +1,834 @@
+//! The SocialService procedures: decode the request, apply the domain rules through the store,
+//! publish updates, encode the response. Business errors travel inside the response's `oneof`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use dcl_rpc_server::{CallContext, Module, Payload, Procedure, RpcError};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use pchat_core::{Privacy, normalize_address};
+use prost::Message;
+use social_core::{
+    Action, BlockedMessagesVisibility, FriendshipError, FriendshipStatus, status_for,
+};
+use social_proto::v2;
+use social_proto::{InternalServerError, InvalidFriendshipAction, InvalidRequest};
+use social_store::{Store, StoreError};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::bus::{Bus, Update};
+use crate::gatekeeper::GatekeeperNotifier;
+
+/// Most addresses in one GetPrivateMessagesSettings call.
+pub const MAX_SETTINGS_USERS: usize = 50;
+/// Page size when the request has none.
+pub const DEFAULT_PAGE: i64 = 50;
+/// Largest page accepted.
+pub const MAX_PAGE: i64 = 1000;
+
+/// The service state shared by every connection.
+pub struct Social {
+    pub store: Store,
+    pub bus: Bus,
+    pub gatekeeper: Arc<dyn GatekeeperNotifier>,
+    online: Mutex<HashMap<String, usize>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> InternalServerError {
+    tracing::error!(error = %e, "social service internal error");
+    InternalServerError {
+        message: Some("Internal server error".into()),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> InvalidRequest {
+    InvalidRequest {
+        message: Some(message.into()),
+    }
+}
+
+fn profile(address: &str) -> v2::FriendProfile {
+    v2::FriendProfile {
+        address: address.to_owned(),
+        name: address.to_owned(),
+        has_claimed_name: false,
+        profile_picture_url: String::new(),
+        name_color: None,
+    }
+}
+
+fn blocked_profile(address: &str, blocked_at: Option<i64>) -> v2::BlockedUserProfile {
+    v2::BlockedUserProfile {
+        address: address.to_owned(),
+        name: address.to_owned(),
+        has_claimed_name: false,
+        profile_picture_url: String::new(),
+        blocked_at,
+        name_color: None,
+    }
+}
+
+/// (limit, offset) from an optional Pagination, clamped.
+fn page(p: Option<v2::Pagination>) -> (i64, i64) {
+    match p {
+        Some(p) => {
+            let limit = if p.limit <= 0 {
+                DEFAULT_PAGE
+            } else {
+                i64::from(p.limit).min(MAX_PAGE)
+            };
+            (limit, i64::from(p.offset.max(0)))
+        }
+        None => (DEFAULT_PAGE, 0),
+    }
+}
+
+fn paginated(total: i64, limit: i64, offset: i64) -> v2::PaginatedResponse {
+    v2::PaginatedResponse {
+        total: total.min(i64::from(i32::MAX)) as i32,
+        page: (offset / limit.max(1) + 1) as i32,
+    }
+}
+
+fn privacy_to_proto(p: Privacy) -> i32 {
+    match p {
+        Privacy::All => v2::PrivateMessagePrivacySetting::All as i32,
+        Privacy::OnlyFriends => v2::PrivateMessagePrivacySetting::OnlyFriends as i32,
+    }
+}
+
+fn visibility_to_proto(v: BlockedMessagesVisibility) -> i32 {
+    match v {
+        BlockedMessagesVisibility::ShowMessages => {
+            v2::BlockedUsersMessagesVisibilitySetting::ShowMessages as i32
+        }
+        BlockedMessagesVisibility::DoNotShowMessages => {
+            v2::BlockedUsersMessagesVisibilitySetting::DoNotShowMessages as i32
+        }
+    }
+}
+
+fn status_to_proto(s: FriendshipStatus) -> i32 {
+    use v2::FriendshipStatus as P;
+    (match s {
+        FriendshipStatus::RequestSent => P::RequestSent,
+        FriendshipStatus::RequestReceived => P::RequestReceived,
+        FriendshipStatus::Canceled => P::Canceled,
+        FriendshipStatus::Accepted => P::Accepted,
+        FriendshipStatus::Rejected => P::Rejected,
+        FriendshipStatus::Deleted => P::Deleted,
+        FriendshipStatus::Blocked => P::Blocked,
+        FriendshipStatus::None => P::None,
+        FriendshipStatus::BlockedBy => P::BlockedBy,
+    }) as i32
+}
+
+/// The address inside an optional `User`, validated and lower-cased.
+fn user_address(user: Option<&v2::User>) -> Result<String, InvalidRequest> {
+    let user = user.ok_or_else(|| invalid("missing user"))?;
+    normalize_address(&user.address)
+        .map_err(|_| invalid(format!("invalid address {:?}", user.address)))
+}
+
+/// Wraps a typed unary handler as a procedure.
+fn unary<Req, Resp, F, Fut>(social: &Arc<Social>, f: F) -> Procedure
+where
+    Req: Message + Default + 'static,
+    Resp: Message + 'static,
+    F: Fn(Arc<Social>, CallContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let social = social.clone();
+    let f = Arc::new(f);
+    Procedure::unary(move |ctx, payload: Payload| {
+        let (social, f) = (social.clone(), f.clone());
+        async move {
+            let req = Req::decode(payload.as_slice())
+                .map_err(|e| RpcError::new(format!("invalid request payload: {e}")))?;
+            Ok(f(social, ctx, req).await.encode_to_vec())
+        }
+    })
+}
+
+/// A server stream of the updates addressed to the caller that `pick` selects.
+fn updates(social: &Arc<Social>, pick: fn(&Update) -> Option<Vec<u8>>) -> Procedure {
+    let social = social.clone();
+    Procedure::server_stream(move |ctx, _payload| {
+        let rx = social.bus.subscribe();
+        async move {
+            let me = ctx.address;
+            let s = BroadcastStream::new(rx).filter_map(move |item| {
+                let out = match item {
+                    Ok(env) if env.to == me => pick(&env.update).map(Ok),
+                    _ => None,
+                };
+                async move { out }
+            });
+            Ok(s.boxed() as BoxStream<'static, Result<Payload, RpcError>>)
+        }
+    })
+}
+
+fn not_supported(name: &'static str) -> Procedure {
+    Procedure::unary(move |_, _| async move {
+        Err(RpcError::new(format!(
+            "{name} is not supported by this social service"
+        )))
+    })
+}
+
+impl Social {
+    pub fn new(store: Store, bus: Bus, gatekeeper: Arc<dyn GatekeeperNotifier>) -> Self {
+        Social {
+            store,
+            bus,
+            gatekeeper,
+            online: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The `SocialService` module with every procedure of the proto, in order.
+    pub fn module(self: &Arc<Self>) -> Module {
+        let s = self;
+        let mut procedures: Vec<(String, Procedure)> = Vec::new();
+        for name in social_proto::SOCIAL_SERVICE_PROCEDURES {
+            let p = match *name {
+                "GetFriends" => unary(s, Self::get_friends),
+                "GetMutualFriends" => unary(s, Self::get_mutual_friends),
+                "GetPendingFriendshipRequests" => unary(s, |s, c, r| Self::requests(s, c, r, true)),
+                "GetSentFriendshipRequests" => unary(s, |s, c, r| Self::requests(s, c, r, false)),
+                "UpsertFriendship" => unary(s, Self::upsert_friendship),
+                "GetFriendshipStatus" => unary(s, Self::friendship_status),
+                "BlockUser" => unary(s, Self::block_user),
+                "UnblockUser" => unary(s, Self::unblock_user),
+                "GetBlockedUsers" => unary(s, Self::blocked_users),
+                "GetBlockingStatus" => unary(s, Self::blocking_status),
+                "GetSocialSettings" => unary(s, Self::get_settings),
+                "UpsertSocialSettings" => unary(s, Self::upsert_settings),
+                "GetPrivateMessagesSettings" => unary(s, Self::private_messages_settings),
+                "SubscribeToFriendshipUpdates" => updates(s, |u| match u {
+                    Update::Friendship(f) => Some(f.encode_to_vec()),
+                    _ => None,
+                }),
+                "SubscribeToBlockUpdates" => updates(s, |u| match u {
+                    Update::Block(b) => Some(b.encode_to_vec()),
+                    _ => None,
+                }),
+                "SubscribeToFriendConnectivityUpdates" => updates(s, |u| match u {
+                    Update::Connectivity(c) => Some(c.encode_to_vec()),
+                    _ => None,
+                }),
+                other => not_supported(other),
+            };
+            procedures.push(((*name).to_owned(), p));
+        }
+        Module {
+            name: social_proto::SOCIAL_SERVICE_MODULE.to_owned(),
+            procedures,
+        }
+    }
+
+    // ---------------------------------------------------------------- presence
+
+    /// A user's first connection makes them online to their friends.
+    pub async fn connected(&self, address: &str) {
+        let first = {
+            let Ok(mut online) = self.online.lock() else {
+                return;
+            };
+            let n = online.entry(address.to_owned()).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.announce(address, v2::ConnectivityStatus::Online).await;
+        }
+    }
+
+    /// A user's last connection closing makes them offline.
+    pub async fn disconnected(&self, address: &str) {
+        let last = {
+            let Ok(mut online) = self.online.lock() else {
+                return;
+            };
+            match online.get_mut(address) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    online.remove(address);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            self.announce(address, v2::ConnectivityStatus::Offline)
+                .await;
+        }
+    }
+
+    pub fn is_online(&self, address: &str) -> bool {
+        self.online
+            .lock()
+            .map(|o| o.contains_key(address))
+            .unwrap_or(false)
+    }
+
+    async fn announce(&self, address: &str, status: v2::ConnectivityStatus) {
+        match self.store.friends(address, MAX_PAGE * 10, 0).await {
+            Ok((friends, _)) => {
+                for f in friends {
+                    self.bus.publish(
+                        &f,
+                        Update::Connectivity(v2::FriendConnectivityUpdate {
+                            friend: Some(profile(address)),
+                            status: status as i32,
+                        }),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot announce connectivity"),
+        }
+    }
+
+    // ---------------------------------------------------------------- friends
+
+    async fn get_friends(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::GetFriendsPayload,
+    ) -> v2::PaginatedFriendsProfilesResponse {
+        let (limit, offset) = page(req.pagination);
+        match self.store.friends(&ctx.address, limit, offset).await {
+            Ok((friends, total)) => v2::PaginatedFriendsProfilesResponse {
+                friends: friends.iter().map(|f| profile(f)).collect(),
+                pagination_data: Some(paginated(total, limit, offset)),
+            },
+            Err(e) => {
+                let _ = internal(e);
+                v2::PaginatedFriendsProfilesResponse::default()
+            }
+        }
+    }
+
+    async fn get_mutual_friends(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::GetMutualFriendsPayload,
+    ) -> v2::PaginatedFriendsProfilesResponse {
+        let (limit, offset) = page(req.pagination);
+        let Ok(other) = user_address(req.user.as_ref()) else {
+            return v2::PaginatedFriendsProfilesResponse::default();
+        };
+        match self
+            .store
+            .mutual_friends(&ctx.address, &other, limit, offset)
+            .await
+        {
+            Ok((friends, total)) => v2::PaginatedFriendsProfilesResponse {
+                friends: friends.iter().map(|f| profile(f)).collect(),
+                pagination_data: Some(paginated(total, limit, offset)),
+            },
+            Err(e) => {
+                let _ = internal(e);
+                v2::PaginatedFriendsProfilesResponse::default()
+            }
+        }
+    }
+
+    async fn requests(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::GetFriendshipRequestsPayload,
+        received: bool,
+    ) -> v2::PaginatedFriendshipRequestsResponse {
+        use v2::paginated_friendship_requests_response::Response;
+        let (limit, offset) = page(req.pagination);
+        match self
+            .store
+            .pending_requests(&ctx.address, received, limit, offset)
+            .await
+        {
+            Ok((list, total)) => v2::PaginatedFriendshipRequestsResponse {
+                response: Some(Response::Requests(v2::FriendshipRequests {
+                    requests: list
+                        .into_iter()
+                        .map(|r| v2::FriendshipRequestResponse {
+                            friend: Some(profile(&r.address)),
+                            created_at: r.created_at,
+                            message: r.message,
+                            id: r.id,
+                        })
+                        .collect(),
+                })),
+                pagination_data: Some(paginated(total, limit, offset)),
+            },
+            Err(e) => v2::PaginatedFriendshipRequestsResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+                pagination_data: None,
+            },
+        }
+    }
+
+    async fn upsert_friendship(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::UpsertFriendshipPayload,
+    ) -> v2::UpsertFriendshipResponse {
+        use v2::upsert_friendship_payload::Action as A;
+        use v2::upsert_friendship_response::{Accepted, Response};
+        let (action, user, message) = match req.action {
+            Some(A::Request(r)) => (Action::Request, r.user, r.message),
+            Some(A::Accept(r)) => (Action::Accept, r.user, None),
+            Some(A::Reject(r)) => (Action::Reject, r.user, None),
+            Some(A::Delete(r)) => (Action::Delete, r.user, None),
+            Some(A::Cancel(r)) => (Action::Cancel, r.user, None),
+            None => {
+                return v2::UpsertFriendshipResponse {
+                    response: Some(Response::InvalidRequest(invalid("missing action"))),
+                };
+            }
+        };
+        let other = match user_address(user.as_ref()) {
+            Ok(a) => a,
+            Err(e) => {
+                return v2::UpsertFriendshipResponse {
+                    response: Some(Response::InvalidRequest(e)),
+                };
+            }
+        };
+        if message.as_ref().is_some_and(|m| m.len() > 2000) {
+            return v2::UpsertFriendshipResponse {
+                response: Some(Response::InvalidRequest(invalid("message too long"))),
+            };
+        }
+        match self
+            .store
+            .apply_action(&ctx.address, &other, action, message.as_deref())
+            .await
+        {
+            Ok(applied) => {
+                self.publish_friendship(&applied);
+                v2::UpsertFriendshipResponse {
+                    response: Some(Response::Accepted(Accepted {
+                        id: applied.friendship_id,
+                        created_at: applied.created_at,
+                        friend: Some(profile(&other)),
+                        message: applied.message,
+                    })),
+                }
+            }
+            Err(StoreError::Rejected(FriendshipError::SelfRequest)) => {
+                v2::UpsertFriendshipResponse {
+                    response: Some(Response::InvalidRequest(invalid(
+                        "You cannot send a friendship request to yourself",
+                    ))),
+                }
+            }
+            Err(StoreError::Rejected(e)) => v2::UpsertFriendshipResponse {
+                response: Some(Response::InvalidFriendshipAction(InvalidFriendshipAction {
+                    message: Some(e.to_string()),
+                })),
+            },
+            Err(e) => v2::UpsertFriendshipResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+            },
+        }
+    }
+
+    /// Tells the other user about a friendship action.
+    fn publish_friendship(&self, applied: &social_store::Applied) {
+        use v2::friendship_update::{
+            AcceptResponse, BlockResponse, CancelResponse, DeleteResponse, RejectResponse,
+            RequestResponse, Update as U,
+        };
+        let me = Some(v2::User {
+            address: applied.acting_user.clone(),
+        });
+        let update = match applied.action {
+            Action::Request => U::Request(RequestResponse {
+                friend: Some(profile(&applied.acting_user)),
+                created_at: applied.created_at,
+                message: applied.message.clone(),
+                id: applied.friendship_id.clone(),
+            }),
+            Action::Accept => U::Accept(AcceptResponse { user: me }),
+            Action::Reject => U::Reject(RejectResponse { user: me }),
+            Action::Delete => U::Delete(DeleteResponse { user: me }),
+            Action::Cancel => U::Cancel(CancelResponse { user: me }),
+            Action::Block => U::Block(BlockResponse { user: me }),
+        };
+        self.bus.publish(
+            &applied.other,
+            Update::Friendship(v2::FriendshipUpdate {
+                update: Some(update),
+            }),
+        );
+    }
+
+    async fn friendship_status(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::GetFriendshipStatusPayload,
+    ) -> v2::GetFriendshipStatusResponse {
+        use v2::get_friendship_status_response::{Ok as StatusOk, Response};
+        let other = match user_address(req.user.as_ref()) {
+            Ok(a) => a,
+            Err(e) => {
+                return v2::GetFriendshipStatusResponse {
+                    response: Some(Response::InvalidRequest(e)),
+                };
+            }
+        };
+        let result = async {
+            let last = self.store.last_action(&ctx.address, &other).await?;
+            let (i_blocked, blocked_me) = self.store.block_state(&ctx.address, &other).await?;
+            Ok::<_, StoreError>((last, i_blocked, blocked_me))
+        }
+        .await;
+        match result {
+            Ok((last, i_blocked, blocked_me)) => {
+                let status = status_for(&ctx.address, last.as_ref(), i_blocked, blocked_me);
+                v2::GetFriendshipStatusResponse {
+                    response: Some(Response::Accepted(StatusOk {
+                        status: status_to_proto(status),
+                        message: None,
+                    })),
+                }
+            }
+            Err(e) => v2::GetFriendshipStatusResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+            },
+        }
+    }
+
+    // ---------------------------------------------------------------- blocks
+
+    async fn block_user(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::BlockUserPayload,
+    ) -> v2::BlockUserResponse {
+        use v2::block_user_response::{Ok as BlockOk, Response};
+        let other = match user_address(req.user.as_ref()) {
+            Ok(a) if a == ctx.address => {
+                return v2::BlockUserResponse {
+                    response: Some(Response::InvalidRequest(invalid(
+                        "You cannot block yourself",
+                    ))),
+                };
+            }
+            Ok(a) => a,
+            Err(e) => {
+                return v2::BlockUserResponse {
+                    response: Some(Response::InvalidRequest(e)),
+                };
+            }
+        };
+        match self.store.block(&ctx.address, &other).await {
+            Ok(applied) => {
+                if let Some(applied) = applied {
+                    self.publish_friendship(&applied);
+                }
+                self.bus.publish(
+                    &other,
+                    Update::Block(v2::BlockUpdate {
+                        address: ctx.address.clone(),
+                        is_blocked: true,
+                    }),
+                );
+                v2::BlockUserResponse {
+                    response: Some(Response::Ok(BlockOk {
+                        profile: Some(blocked_profile(&other, Some(now_ms()))),
+                    })),
+                }
+            }
+            Err(e) => v2::BlockUserResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+            },
+        }
+    }
+
+    async fn unblock_user(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::UnblockUserPayload,
+    ) -> v2::UnblockUserResponse {
+        use v2::unblock_user_response::{Ok as UnblockOk, Response};
+        let other = match user_address(req.user.as_ref()) {
+            Ok(a) => a,
+            Err(e) => {
+                return v2::UnblockUserResponse {
+                    response: Some(Response::InvalidRequest(e)),
+                };
+            }
+        };
+        match self.store.unblock(&ctx.address, &other).await {
+            Ok(_) => {
+                self.bus.publish(
+                    &other,
+                    Update::Block(v2::BlockUpdate {
+                        address: ctx.address.clone(),
+                        is_blocked: false,
+                    }),
+                );
+                v2::UnblockUserResponse {
+                    response: Some(Response::Ok(UnblockOk {
+                        profile: Some(blocked_profile(&other, None)),
+                    })),
+                }
+            }
+            Err(e) => v2::UnblockUserResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+            },
+        }
+    }
+
+    async fn blocked_users(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::GetBlockedUsersPayload,
+    ) -> v2::GetBlockedUsersResponse {
+        let (limit, offset) = page(req.pagination);
+        match self.store.blocks(&ctx.address, true).await {
+            Ok(all) => {
+                let total = all.len() as i64;
+                v2::GetBlockedUsersResponse {
+                    profiles: all
+                        .into_iter()
+                        .skip(offset as usize)
+                        .take(limit as usize)
+                        .map(|(a, at)| blocked_profile(&a, Some(at)))
+                        .collect(),
+                    pagination_data: Some(paginated(total, limit, offset)),
+                }
+            }
+            Err(e) => {
+                let _ = internal(e);
+                v2::GetBlockedUsersResponse::default()
+            }
+        }
+    }
+
+    async fn blocking_status(
+        self: Arc<Self>,
+        ctx: CallContext,
+        _req: (),
+    ) -> v2::GetBlockingStatusResponse {
+        let out = async {
+            let blocked = self.store.blocks(&ctx.address, true).await?;
+            let by = self.store.blocks(&ctx.address, false).await?;
+            Ok::<_, StoreError>((blocked, by))
+        }
+        .await;
+        match out {
+            Ok((blocked, by)) => v2::GetBlockingStatusResponse {
+                blocked_users: blocked.into_iter().map(|(a, _)| a).collect(),
+                blocked_by_users: by.into_iter().map(|(a, _)| a).collect(),
+            },
+            Err(e) => {
+                let _ = internal(e);
+                v2::GetBlockingStatusResponse::default()
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- settings
+
+    async fn get_settings(
+        self: Arc<Self>,
+        ctx: CallContext,
+        _req: (),
+    ) -> v2::GetSocialSettingsResponse {
+        use v2::get_social_settings_response::{Ok as SettingsOk, Response};
+        match self.store.settings(&ctx.address).await {
+            Ok(s) => v2::GetSocialSettingsResponse {
+                response: Some(Response::Ok(SettingsOk {
+                    settings: Some(settings_to_proto(&s)),
+                })),
+            },
+            Err(e) => v2::GetSocialSettingsResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+            },
+        }
+    }
+
+    /// Fail-closed with the gatekeeper: a change to `only_friends` is sent to the gatekeeper
+    /// first and stored only if that worked (other fields are still saved); a change to `all`
+    /// is stored first and then sent. A gatekeeper failure is reported to the client either way.
+    async fn upsert_settings(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::UpsertSocialSettingsPayload,
+    ) -> v2::UpsertSocialSettingsResponse {
+        use v2::upsert_social_settings_response::Response;
+        if req.private_messages_privacy.is_none()
+            && req.blocked_users_messages_visibility.is_none()
+            && req.show_situation_reactions.is_none()
+        {
+            return v2::UpsertSocialSettingsResponse {
+                response: Some(Response::InvalidRequest(invalid(
+                    "At least one setting must be given",
+                ))),
+            };
+        }
+        let privacy = match req
+            .private_messages_privacy
+            .map(v2::PrivateMessagePrivacySetting::try_from)
+        {
+            None => None,
+            Some(Ok(v2::PrivateMessagePrivacySetting::All)) => Some(Privacy::All),
+            Some(Ok(v2::PrivateMessagePrivacySetting::OnlyFriends)) => Some(Privacy::OnlyFriends),
+            Some(Err(_)) => {
+                return v2::UpsertSocialSettingsResponse {
+                    response: Some(Response::InvalidRequest(invalid(
+                        "unknown private_messages_privacy",
+                    ))),
+                };
+            }
+        };
+        let visibility = match req
+            .blocked_users_messages_visibility
+            .map(v2::BlockedUsersMessagesVisibilitySetting::try_from)
+        {
+            None => None,
+            Some(Ok(v2::BlockedUsersMessagesVisibilitySetting::ShowMessages)) => {
+                Some(BlockedMessagesVisibility::ShowMessages)
+            }
+            Some(Ok(v2::BlockedUsersMessagesVisibilitySetting::DoNotShowMessages)) => {
+                Some(BlockedMessagesVisibility::DoNotShowMessages)
+            }
+            Some(Err(_)) => {
+                return v2::UpsertSocialSettingsResponse {
+                    response: Some(Response::InvalidRequest(invalid(
+                        "unknown blocked_users_messages_visibility",
+                    ))),
+                };
+            }
+        };
+        let me = &ctx.address;
+        let result: Result<social_core::SocialSettings, String> = async {
+            match privacy {
+                Some(Privacy::OnlyFriends) => {
+                    let told = self
+                        .gatekeeper
+                        .privacy_changed(me, Privacy::OnlyFriends)
+                        .await;
+                    let keep = if told.is_ok() { privacy } else { None };
+                    let saved = self
+                        .store
+                        .upsert_settings(me, keep, visibility)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    told.map_err(|e| e.to_string())?;
+                    Ok(saved)
+                }
+                Some(Privacy::All) => {
+                    let saved = self
+                        .store
+                        .upsert_settings(me, privacy, visibility)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.gatekeeper
+                        .privacy_changed(me, Privacy::All)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(saved)
+                }
+                None => self
+                    .store
+                    .upsert_settings(me, None, visibility)
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        }
+        .await;
+        match result {
+            Ok(saved) => v2::UpsertSocialSettingsResponse {
+                response: Some(Response::Ok(settings_to_proto(&saved))),
+            },
+            Err(e) => v2::UpsertSocialSettingsResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+            },
+        }
+    }
+
+    async fn private_messages_settings(
+        self: Arc<Self>,
+        ctx: CallContext,
+        req: v2::GetPrivateMessagesSettingsPayload,
+    ) -> v2::GetPrivateMessagesSettingsResponse {
+        use v2::get_private_messages_settings_response::{
+            Ok as SettingsOk, PrivateMessagesSettings, Response,
+        };
+        if req.user.is_empty() || req.user.len() > MAX_SETTINGS_USERS {
+            return v2::GetPrivateMessagesSettingsResponse {
+                response: Some(Response::InvalidRequest(invalid(format!(
+                    "between 1 and {MAX_SETTINGS_USERS} users are accepted, got {}",
+                    req.user.len()
+                )))),
+            };
+        }
+        let mut addresses = Vec::with_capacity(req.user.len());
+        for u in &req.user {
+            match normalize_address(&u.address) {
+                Ok(a) => addresses.push(a),
+                Err(_) => {
+                    return v2::GetPrivateMessagesSettingsResponse {
+                        response: Some(Response::InvalidRequest(invalid(format!(
+                            "invalid address {:?}",
+                            u.address
+                        )))),
+                    };
+                }
+            }
+        }
+        let result = async {
+            let settings = self.store.settings_many(&addresses).await?;
+            let friends = self.store.friends_among(&ctx.address, &addresses).await?;
+            Ok::<_, StoreError>((settings, friends))
+        }
+        .await;
+        match result {
+            Ok((settings, friends)) => v2::GetPrivateMessagesSettingsResponse {
+                response: Some(Response::Ok(SettingsOk {
+                    settings: addresses
+                        .iter()
+                        .map(|a| PrivateMessagesSettings {
+                            user: Some(v2::User { address: a.clone() }),
+                            private_messages_privacy: privacy_to_proto(
+                                settings
+                                    .get(a)
+                                    .map(|s| s.private_messages_privacy)
+                                    .unwrap_or_default(),
+                            ),
+                            is_friend: friends.contains(a),
+                        })
+                        .collect(),
+                })),
+            },
+            Err(e) => v2::GetPrivateMessagesSettingsResponse {
+                response: Some(Response::InternalServerError(internal(e))),
+            },
+        }
+    }
+}
+
+fn settings_to_proto(s: &social_core::SocialSettings) -> v2::SocialSettings {
+    v2::SocialSettings {
+        private_messages_privacy: privacy_to_proto(s.private_messages_privacy),
+        blocked_users_messages_visibility: visibility_to_proto(s.blocked_users_messages_visibility),
+        show_situation_reactions: 0,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
