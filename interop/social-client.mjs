@@ -2,6 +2,7 @@
 // transport), @dcl/protocol (SocialService v2 definition) and @dcl/crypto (the auth frame).
 //
 //   node social-client.mjs <WS_URL>
+//   node social-client.mjs <WS_URL> set-privacy <OWNER_KEY> <all|only_friends>
 //
 // Runs a two-user scenario, printing one JSON line per check ({"check":…,"ok":true}); exits 1
 // on the first failed check. Bounded by SOCIAL_MAX_SECONDS (default 60).
@@ -26,8 +27,8 @@ function check(name, cond, detail) {
   if (!cond) process.exit(1)
 }
 
-async function connect() {
-  const { owner, identity } = await createIdentity()
+async function connect(ownerKey) {
+  const { owner, identity } = await createIdentity(ownerKey)
   const address = owner.address.toLowerCase()
   const ws = new WebSocket(url)
   await new Promise((resolve, reject) => {
@@ -73,6 +74,16 @@ async function waitFor(state, what, pred) {
     await new Promise((r) => setTimeout(r, 20))
   }
   check(`${what} arrives`, false, { items: state.items, error: String(state.error) })
+}
+
+// Mode `set-privacy <OWNER_KEY> <all|only_friends>`: one UpsertSocialSettings as that wallet.
+if (process.argv[3] === 'set-privacy') {
+  const me = await connect(process.argv[4])
+  const value = process.argv[5] === 'only_friends' ? PrivateMessagePrivacySetting.ONLY_FRIENDS : PrivateMessagePrivacySetting.ALL
+  const r = await me.social.upsertSocialSettings({ privateMessagesPrivacy: value })
+  out({ address: me.address, response: r.response?.$case, detail: r })
+  me.ws.close()
+  process.exit(r.response?.$case === 'ok' ? 0 : 1)
 }
 
 const a = await connect()

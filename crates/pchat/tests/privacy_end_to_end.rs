@@ -1,0 +1,135 @@
+//! The whole privacy path with real parts: an official client changes its setting on our social
+//! service (dcl-rpc), the social service tells our gatekeeper, the gatekeeper updates LiveKit,
+//! and the official LiveKit SDK sees the participant's new metadata; the next token carries it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livekit_testkit::LiveKitServer;
+use livekit_testkit::node::{self, NodeProcess};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "e2e-shared-token";
+
+fn claims_metadata(adapter: &str) -> String {
+    use base64::Engine;
+    let jwt = adapter.split("access_token=").nth(1).expect("token");
+    let payload = jwt.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("b64"),
+    )
+    .expect("json");
+    claims["metadata"].as_str().expect("metadata").to_owned()
+}
+
+async fn fetch_token(gk: &str, key: &str) -> Value {
+    let out = node::run(
+        "signed-fetch.mjs",
+        &[
+            "fetch",
+            "GET",
+            &format!("{gk}/private-messages/token"),
+            r#"{"signer":"dcl:explorer"}"#,
+            key,
+        ],
+        LIMIT,
+    )
+    .await
+    .expect("signed fetch");
+    let resp: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(resp["status"], Value::from(200), "{resp}");
+    serde_json::from_str(resp["body"].as_str().expect("body")).expect("json body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_privacy_change_reaches_livekit_through_social_and_gatekeeper() {
+    let lk = LiveKitServer::start().await.expect("livekit");
+    let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gk_url = format!("http://{}", gk_listener.local_addr().expect("addr"));
+    let social_http = format!("http://{}", social_listener.local_addr().expect("addr"));
+    let social_ws = format!("ws://{}/", social_listener.local_addr().expect("addr"));
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut sc = social::SocialConfig::new(&format!(
+        "sqlite://{}",
+        dir.path().join("s.sqlite").display()
+    ));
+    sc.gatekeeper_url = Some(gk_url.clone());
+    sc.gatekeeper_token = TOKEN.into();
+    let social_app: Arc<social::App> = social::App::build(&sc).await.expect("social");
+    tokio::spawn(social::serve(
+        social_listener,
+        social_app,
+        std::future::pending(),
+    ));
+
+    let mut gc =
+        gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, TOKEN);
+    gc.social_service_url = Some(social_http);
+    let gk_state = gatekeeper::Builder::new(gc).build().expect("gatekeeper");
+    tokio::spawn(gatekeeper::serve(
+        gk_listener,
+        gk_state,
+        std::future::pending(),
+    ));
+
+    let owner = authchain::Wallet::random();
+    let key = owner.secret_hex();
+    let address = owner.address().to_lower_hex();
+
+    // Join with a token from the gatekeeper: privacy "all" (no settings yet).
+    let body = fetch_token(&gk_url, &key).await;
+    let adapter = body["adapter"].as_str().expect("adapter").to_owned();
+    assert_eq!(
+        claims_metadata(&adapter),
+        r#"{"private_messages_privacy":"all"}"#
+    );
+    let rest = adapter.strip_prefix("livekit:").expect("prefix");
+    let (url, query) = rest.split_once('?').expect("query");
+    let mut peer = NodeProcess::spawn(
+        "lk-participant.mjs",
+        &[url, query.trim_start_matches("access_token=")],
+    )
+    .expect("sdk");
+    peer.wait_for("\"connected\"", LIMIT)
+        .await
+        .expect("connected");
+
+    // The official client switches to only_friends on the social service.
+    let out = node::run(
+        "social-client.mjs",
+        &[&social_ws, "set-privacy", &key, "only_friends"],
+        LIMIT,
+    )
+    .await
+    .expect("set-privacy");
+    assert!(out.contains("\"response\":\"ok\""), "{out}");
+
+    // LiveKit metadata follows, seen by the official SDK.
+    let line = peer
+        .wait_for("\"metadata\"", LIMIT)
+        .await
+        .expect("metadata event");
+    let v: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(v["identity"], Value::from(address.clone()));
+    assert_eq!(
+        v["metadata"],
+        Value::from(r#"{"private_messages_privacy":"only_friends"}"#)
+    );
+
+    // And the next token carries the stored value.
+    let body = fetch_token(&gk_url, &key).await;
+    assert_eq!(
+        claims_metadata(body["adapter"].as_str().expect("adapter")),
+        r#"{"private_messages_privacy":"only_friends"}"#
+    );
+    peer.kill().await;
+}
