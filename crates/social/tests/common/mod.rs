@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use dcl_rpc_wire::{CreatePort, Frame, MessageType, Request, RequestModule, identifier};
 use futures_util::{SinkExt, StreamExt};
-use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
 pub type Ws =
