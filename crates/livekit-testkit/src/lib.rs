@@ -244,3 +244,61 @@ impl Drop for LiveKitServer {
         }
     }
 }
+
+/// A throwaway `redis-server` on 127.0.0.1 (from Debian's package, installed by
+/// `scripts/setup`), killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub async fn start() -> Result<Self, HarnessError> {
+        let port = free_tcp_port()?;
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                HarnessError::Node(format!(
+                    "cannot start redis-server ({e}); run scripts/setup"
+                ))
+            })?;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(RedisServer { child, port });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(HarnessError::NotReady(
+            Duration::from_secs(10),
+            "redis-server".into(),
+        ))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}

@@ -119,7 +119,13 @@ impl App {
         gatekeeper: Arc<dyn GatekeeperNotifier>,
     ) -> Result<Arc<App>, BuildError> {
         let store = social_store::Store::connect(&config.database_url).await?;
-        let social = Arc::new(Social::new(store, bus::Bus::default(), gatekeeper));
+        let bus = match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => bus::Bus::with_redis(url)
+                .await
+                .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?,
+            None => bus::Bus::default(),
+        };
+        let social = Arc::new(Social::new(store, bus, gatekeeper));
         let rpc = RpcServer::new(
             Arc::new(AuthFrame::default()),
             ServerConfig {

@@ -282,13 +282,15 @@ impl Social {
         match self.store.friends(address, MAX_PAGE * 10, 0).await {
             Ok((friends, _)) => {
                 for f in friends {
-                    self.bus.publish(
-                        &f,
-                        Update::Connectivity(v2::FriendConnectivityUpdate {
-                            friend: Some(profile(address)),
-                            status: status as i32,
-                        }),
-                    );
+                    self.bus
+                        .publish(
+                            &f,
+                            Update::Connectivity(v2::FriendConnectivityUpdate {
+                                friend: Some(profile(address)),
+                                status: status as i32,
+                            }),
+                        )
+                        .await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot announce connectivity"),
@@ -412,7 +414,7 @@ impl Social {
             .await
         {
             Ok(applied) => {
-                self.publish_friendship(&applied);
+                self.publish_friendship(&applied).await;
                 v2::UpsertFriendshipResponse {
                     response: Some(Response::Accepted(Accepted {
                         id: applied.friendship_id,
@@ -441,7 +443,7 @@ impl Social {
     }
 
     /// Tells the other user about a friendship action.
-    fn publish_friendship(&self, applied: &social_store::Applied) {
+    async fn publish_friendship(&self, applied: &social_store::Applied) {
         use v2::friendship_update::{
             AcceptResponse, BlockResponse, CancelResponse, DeleteResponse, RejectResponse,
             RequestResponse, Update as U,
@@ -462,12 +464,14 @@ impl Social {
             Action::Cancel => U::Cancel(CancelResponse { user: me }),
             Action::Block => U::Block(BlockResponse { user: me }),
         };
-        self.bus.publish(
-            &applied.other,
-            Update::Friendship(v2::FriendshipUpdate {
-                update: Some(update),
-            }),
-        );
+        self.bus
+            .publish(
+                &applied.other,
+                Update::Friendship(v2::FriendshipUpdate {
+                    update: Some(update),
+                }),
+            )
+            .await;
     }
 
     async fn friendship_status(
@@ -532,15 +536,17 @@ impl Social {
         match self.store.block(&ctx.address, &other).await {
             Ok(applied) => {
                 if let Some(applied) = applied {
-                    self.publish_friendship(&applied);
+                    self.publish_friendship(&applied).await;
                 }
-                self.bus.publish(
-                    &other,
-                    Update::Block(v2::BlockUpdate {
-                        address: ctx.address.clone(),
-                        is_blocked: true,
-                    }),
-                );
+                self.bus
+                    .publish(
+                        &other,
+                        Update::Block(v2::BlockUpdate {
+                            address: ctx.address.clone(),
+                            is_blocked: true,
+                        }),
+                    )
+                    .await;
                 v2::BlockUserResponse {
                     response: Some(Response::Ok(BlockOk {
                         profile: Some(blocked_profile(&other, Some(now_ms()))),
@@ -569,13 +575,15 @@ impl Social {
         };
         match self.store.unblock(&ctx.address, &other).await {
             Ok(_) => {
-                self.bus.publish(
-                    &other,
-                    Update::Block(v2::BlockUpdate {
-                        address: ctx.address.clone(),
-                        is_blocked: false,
-                    }),
-                );
+                self.bus
+                    .publish(
+                        &other,
+                        Update::Block(v2::BlockUpdate {
+                            address: ctx.address.clone(),
+                            is_blocked: false,
+                        }),
+                    )
+                    .await;
                 v2::UnblockUserResponse {
                     response: Some(Response::Ok(UnblockOk {
                         profile: Some(blocked_profile(&other, None)),

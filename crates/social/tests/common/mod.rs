@@ -127,6 +127,45 @@ impl Client {
         }
     }
 
+    /// Opens a server stream by procedure name; returns its request number once the server
+    /// sent the "open" message.
+    pub async fn subscribe(&mut self, name: &str) -> u32 {
+        let id = *self
+            .procedures
+            .get(name)
+            .unwrap_or_else(|| panic!("no procedure {name}"));
+        let n = self.number();
+        self.send(Frame::Request(Request {
+            message_identifier: identifier(MessageType::Request, n),
+            port_id: 1,
+            procedure_id: id,
+            client_stream: 0,
+            payload: Vec::new(),
+        }))
+        .await;
+        match self.frame().await {
+            Frame::StreamMessage(m) if m.sequence_id == 0 && !m.closed => n,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Acknowledges `seq` on stream `number` and returns the next item's payload.
+    pub async fn next_item(&mut self, number: u32, seq: u32) -> Vec<u8> {
+        self.send(Frame::StreamAck(dcl_rpc_wire::StreamMessage {
+            message_identifier: identifier(MessageType::StreamAck, number),
+            port_id: 1,
+            sequence_id: seq,
+            payload: Vec::new(),
+            closed: false,
+            ack: true,
+        }))
+        .await;
+        match self.frame().await {
+            Frame::StreamMessage(m) if !m.closed => m.payload,
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Waits for a close frame and returns its code.
     pub async fn close_code(ws: &mut Ws) -> u16 {
         loop {
