@@ -46,7 +46,7 @@ async function connect(ownerKey) {
   const client = await createRpcClient(WebSocketTransport(ws))
   const port = await client.createPort('social_service')
   const social = loadService(port, SocialServiceDefinition)
-  return { address, social, ws }
+  return { address, social, ws, client }
 }
 
 // Consumes a server stream in the background (the request is only sent on the first next()).
@@ -158,11 +158,45 @@ await new Promise((r) => setTimeout(r, 300))
 const online = await waitFor(bOnline, 'connectivity update', (u) => u.friend?.address === c.address)
 check('friend connectivity pushed', online.friend.address === c.address, online)
 
-// Cancelling a stream from the client (return()) while the connection stays up.
+// Unblocking works and is pushed too.
+const unblock = await a.social.unblockUser({ user: { address: b.address } })
+check('unblock', unblock.response?.$case === 'ok', unblock)
+await waitFor(bBlocks, 'unblock update', (u) => u.address === a.address && u.isBlocked === false)
+const again = await b.social.upsertFriendship({ action: { $case: 'request', request: { user: { address: a.address } } } })
+check('after unblocking, requests work again', again.response?.$case === 'accepted', again)
+
+// Cancelling a stream from the client (return()): the server drops its producer (its live
+// stream count goes down) and the connection stays up.
+const statusUrl = url.replace(/^ws/, 'http').replace(/\/?$/, '/status')
+const streamsNow = async () => (await (await fetch(statusUrl)).json()).streams
+const before = await streamsNow()
 await bFriendship.iterator.return?.()
+let after = before
+for (let i = 0; i < 100 && after >= before; i++) {
+  await new Promise((r) => setTimeout(r, 20))
+  after = await streamsNow()
+}
+check('a cancelled stream stops its producer on the server', after === before - 1, { before, after })
 const still = await b.social.getSocialSettings({})
 check('connection usable after cancelling a stream', still.response?.$case === 'ok', still)
 await bBlocks.iterator.return?.()
+
+// Documented errors with the official client: an unknown module, and a bad auth frame (3003).
+const d = await connect()
+const client = d.client
+let unknownModule = null
+try {
+  await loadService(await client.createPort('other'), { ...SocialServiceDefinition, name: 'NoSuchService', fullName: 'x.NoSuchService' }).getSocialSettings({})
+} catch (e) {
+  unknownModule = String(e.message ?? e)
+}
+check('unknown module is a remote error', unknownModule !== null, unknownModule)
+const bad = new WebSocket(url)
+await new Promise((r) => bad.once('open', r))
+bad.send(JSON.stringify({ 'x-identity-auth-chain-0': 'garbage' }))
+const code = await new Promise((r) => bad.once('close', (c) => r(c)))
+check('bad auth frame closes with 3003', code === 3003, code)
+d.ws.close()
 a.ws.close()
 b.ws.close()
 out({ done: true })

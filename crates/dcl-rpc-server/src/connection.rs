@@ -320,7 +320,9 @@ impl Conn {
             }
             Procedure::ServerStream(f) => {
                 let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+                let live = StreamGuard::new(self.inner.streams.clone());
                 let task = tokio::spawn(async move {
+                    let _live = live;
                     match f(ctx, payload).await {
                         Ok(stream) => serve_stream(number, port_id, stream, out, acks_rx).await,
                         Err(e) => {
@@ -358,6 +360,22 @@ impl Conn {
                 t.abort();
             }
         }
+    }
+}
+
+/// Counts a live stream producer; dropped with the stream task (also when it is aborted).
+struct StreamGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl StreamGuard {
+    fn new(counter: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(counter)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

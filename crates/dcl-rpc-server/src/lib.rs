@@ -175,6 +175,7 @@ pub(crate) struct Inner {
     pub(crate) hooks: Arc<dyn ConnectionHooks>,
     pub(crate) config: ServerConfig,
     pub(crate) connections: AtomicUsize,
+    pub(crate) streams: Arc<AtomicUsize>,
     pub(crate) next_connection: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
@@ -190,6 +191,7 @@ impl RpcServer {
                 hooks: Arc::new(NoHooks),
                 config,
                 connections: AtomicUsize::new(0),
+                streams: Arc::new(AtomicUsize::new(0)),
                 next_connection: AtomicU64::new(1),
                 shutdown,
                 shutdown_tx,
@@ -216,6 +218,12 @@ impl RpcServer {
     /// Open connections now.
     pub fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// Server streams whose producer is alive now (a cancelled stream's producer is dropped at
+    /// once, so this goes down when a client cancels).
+    pub fn active_streams(&self) -> usize {
+        self.inner.streams.load(Ordering::Relaxed)
     }
 
     /// Closes every connection with 1001 and refuses new ones.

@@ -151,6 +151,7 @@ impl App {
             )
             .route("/ping", get(|| async { "pong" }))
             .route("/status", get(status))
+            .route("/metrics", get(metrics))
             .with_state(self.clone())
     }
 }
@@ -188,8 +189,35 @@ async fn status(State(app): State<Arc<App>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "connections": app.rpc.connections(),
+        "streams": app.rpc.active_streams(),
     }))
     .into_response()
+}
+
+/// Three gauges, written in the Prometheus text format directly (a registry would add nothing).
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let text = format!(
+        "# HELP social_ws_connections Open dcl-rpc WebSocket connections.\n\
+         # TYPE social_ws_connections gauge\n\
+         social_ws_connections {}\n\
+         # HELP social_rpc_streams Server streams with a live producer.\n\
+         # TYPE social_rpc_streams gauge\n\
+         social_rpc_streams {}\n\
+         # HELP social_uptime_seconds Seconds since the service started.\n\
+         # TYPE social_uptime_seconds gauge\n\
+         social_uptime_seconds {}\n",
+        app.rpc.connections(),
+        app.rpc.active_streams(),
+        app.started.elapsed().as_secs()
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// Serves HTTP and the WebSocket on `listener` until `shutdown`; open WebSockets are closed with
