@@ -14,7 +14,6 @@
 
 use std::time::{Duration, Instant};
 
-use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_participant::{Credentials, Event, Options, Participant, Reliability, StaticToken};
 use livekit_testkit::LiveKitServer;
 use livekit_testkit::node;
@@ -22,19 +21,7 @@ use livekit_testkit::node;
 const ROOM: &str = "private-messages";
 
 fn token(lk: &LiveKitServer, identity: &str) -> String {
-    AccessToken::with_api_key(&lk.api_key, &lk.api_secret)
-        .with_identity(identity)
-        .with_grants(VideoGrants {
-            room_join: true,
-            room: ROOM.into(),
-            can_publish: Some(false),
-            can_subscribe: Some(true),
-            can_publish_data: Some(true),
-            ..Default::default()
-        })
-        .with_ttl(Duration::from_secs(600))
-        .to_jwt()
-        .expect("jwt")
+    lk.token(ROOM, identity, "")
 }
 
 async fn join(lk: &LiveKitServer, identity: &str) -> (Participant, livekit_participant::Events) {

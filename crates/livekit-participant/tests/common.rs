@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_participant::{Credentials, Event, Events, Options, Participant, StaticToken};
 use livekit_testkit::LiveKitServer;
 
@@ -12,21 +11,7 @@ pub const LIMIT: Duration = Duration::from_secs(30);
 
 /// A token like the gatekeeper's: join, subscribe, publish data only.
 pub fn token(lk: &LiveKitServer, identity: &str, metadata: &str) -> String {
-    AccessToken::with_api_key(&lk.api_key, &lk.api_secret)
-        .with_identity(identity)
-        .with_metadata(metadata)
-        .with_grants(VideoGrants {
-            room_join: true,
-            room: ROOM.into(),
-            can_publish: Some(false),
-            can_subscribe: Some(true),
-            can_publish_data: Some(true),
-            can_update_own_metadata: Some(false),
-            ..Default::default()
-        })
-        .with_ttl(Duration::from_secs(300))
-        .to_jwt()
-        .expect("jwt")
+    lk.token(ROOM, identity, metadata)
 }
 
 pub fn credentials(lk: &LiveKitServer, identity: &str) -> Credentials {

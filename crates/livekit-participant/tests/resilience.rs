@@ -29,19 +29,14 @@ async fn join_counting(
         c.fetch_add(1, Ordering::SeqCst);
         let (url, key, secret, id) = (url.clone(), key.clone(), secret.clone(), id.clone());
         async move {
-            let token = livekit_api::access_token::AccessToken::with_api_key(&key, &secret)
-                .with_identity(&id)
-                .with_grants(livekit_api::access_token::VideoGrants {
-                    room_join: true,
-                    room: ROOM.into(),
-                    can_publish: Some(false),
-                    can_subscribe: Some(true),
-                    can_publish_data: Some(true),
-                    ..Default::default()
-                })
-                .with_ttl(Duration::from_secs(300))
-                .to_jwt()
-                .map_err(|e| e.to_string())?;
+            let token = livekit_testkit::participant_token(
+                &key,
+                &secret,
+                ROOM,
+                &id,
+                "",
+                Duration::from_secs(300),
+            );
             Ok(Credentials { url, token })
         }
     });

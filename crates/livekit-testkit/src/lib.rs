@@ -74,6 +74,34 @@ pub fn free_udp_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// A participant token like the gatekeeper's (join `room`, subscribe, publish data only, no
+/// media), minted with the server's key; valid for `ttl`.
+pub fn participant_token(
+    api_key: &str,
+    api_secret: &str,
+    room: &str,
+    identity: &str,
+    metadata: &str,
+    ttl: Duration,
+) -> String {
+    use livekit_api::access_token::{AccessToken, VideoGrants};
+    AccessToken::with_api_key(api_key, api_secret)
+        .with_identity(identity)
+        .with_metadata(metadata)
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: room.into(),
+            can_publish: Some(false),
+            can_subscribe: Some(true),
+            can_publish_data: Some(true),
+            can_update_own_metadata: Some(false),
+            ..Default::default()
+        })
+        .with_ttl(ttl)
+        .to_jwt()
+        .unwrap_or_default()
+}
+
 /// A running `livekit-server` on loopback. Killed on drop.
 pub struct LiveKitServer {
     child: Option<Child>,
@@ -104,6 +132,18 @@ impl LiveKitServer {
         };
         server.spawn().await?;
         Ok(server)
+    }
+
+    /// A participant token for `identity` in `room` (see [`participant_token`]), 10 minutes.
+    pub fn token(&self, room: &str, identity: &str, metadata: &str) -> String {
+        participant_token(
+            &self.api_key,
+            &self.api_secret,
+            room,
+            identity,
+            metadata,
+            Duration::from_secs(600),
+        )
     }
 
     /// `ws://127.0.0.1:<port>`: the URL clients connect to.
