@@ -33,7 +33,7 @@ pub struct SocialConfig {
     )]
     pub gatekeeper_token: String,
 
-    /// Catalyst lambdas URL for profile names. Unset: names are derived from the address.
+    /// Catalyst lambdas URL for profile names. Not used yet: profiles carry the address as name.
     #[arg(long, env = "CATALYST_LAMBDAS_URL")]
     pub catalyst_lambdas_url: Option<String>,
 
