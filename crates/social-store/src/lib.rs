@@ -436,8 +436,9 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<String>, i64)> {
+        // One round trip: the page and, on each row, the total.
         let rows = sqlx::query(
-            "SELECT other FROM ( \
+            "SELECT other, COUNT(*) OVER () FROM ( \
                SELECT user_b AS other FROM friendships WHERE user_a = $1 AND is_active = 1 \
                UNION ALL SELECT user_a AS other FROM friendships WHERE user_b = $1 AND is_active = 1 \
              ) f ORDER BY other LIMIT $2 OFFSET $3",
@@ -447,14 +448,18 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM friendships WHERE user_a = $1 AND is_active = 1) + \
-                    (SELECT COUNT(*) FROM friendships WHERE user_b = $1 AND is_active = 1)",
-        )
-        .bind(address.to_owned())
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get(1)?,
+            None if offset == 0 => 0,
+            None => sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM friendships WHERE user_a = $1 AND is_active = 1) + \
+                        (SELECT COUNT(*) FROM friendships WHERE user_b = $1 AND is_active = 1)",
+            )
+            .bind(address.to_owned())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?,
+        };
         Ok((
             rows.into_iter()
                 .map(|r| r.try_get(0))

@@ -270,3 +270,14 @@ on_both!(
         }
     }
 );
+
+on_both!(
+    friends_total_is_known_past_the_last_page,
+    |s: Store| async move {
+        s.apply_action(A, B, Action::Request, None).await.unwrap();
+        s.apply_action(B, A, Action::Accept, None).await.unwrap();
+        assert_eq!(s.friends(A, 10, 0).await.unwrap(), (vec![B.to_owned()], 1));
+        assert_eq!(s.friends(A, 10, 5).await.unwrap(), (vec![], 1));
+        assert_eq!(s.friends(C, 10, 0).await.unwrap(), (vec![], 0));
+    }
+);
