@@ -305,16 +305,11 @@ impl Social {
         req: v2::GetFriendsPayload,
     ) -> v2::PaginatedFriendsProfilesResponse {
         let (limit, offset) = page(req.pagination);
-        match self.store.friends(&ctx.address, limit, offset).await {
-            Ok((friends, total)) => v2::PaginatedFriendsProfilesResponse {
-                friends: friends.iter().map(|f| profile(f)).collect(),
-                pagination_data: Some(paginated(total, limit, offset)),
-            },
-            Err(e) => {
-                let _ = internal(e);
-                v2::PaginatedFriendsProfilesResponse::default()
-            }
-        }
+        friends_page(
+            self.store.friends(&ctx.address, limit, offset).await,
+            limit,
+            offset,
+        )
     }
 
     async fn get_mutual_friends(
@@ -326,20 +321,11 @@ impl Social {
         let Ok(other) = user_address(req.user.as_ref()) else {
             return v2::PaginatedFriendsProfilesResponse::default();
         };
-        match self
+        let result = self
             .store
             .mutual_friends(&ctx.address, &other, limit, offset)
-            .await
-        {
-            Ok((friends, total)) => v2::PaginatedFriendsProfilesResponse {
-                friends: friends.iter().map(|f| profile(f)).collect(),
-                pagination_data: Some(paginated(total, limit, offset)),
-            },
-            Err(e) => {
-                let _ = internal(e);
-                v2::PaginatedFriendsProfilesResponse::default()
-            }
-        }
+            .await;
+        friends_page(result, limit, offset)
     }
 
     async fn requests(
@@ -822,6 +808,25 @@ impl Social {
             Err(e) => v2::GetPrivateMessagesSettingsResponse {
                 response: Some(Response::InternalServerError(internal(e))),
             },
+        }
+    }
+}
+
+/// A page of friend profiles; a store failure is logged and answered with an empty page (the
+/// response has no error arm).
+fn friends_page(
+    result: Result<(Vec<String>, i64), StoreError>,
+    limit: i64,
+    offset: i64,
+) -> v2::PaginatedFriendsProfilesResponse {
+    match result {
+        Ok((friends, total)) => v2::PaginatedFriendsProfilesResponse {
+            friends: friends.iter().map(|f| profile(f)).collect(),
+            pagination_data: Some(paginated(total, limit, offset)),
+        },
+        Err(e) => {
+            let _ = internal(e);
+            v2::PaginatedFriendsProfilesResponse::default()
         }
     }
 }
