@@ -116,6 +116,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a connection before handing it out by default: one extra round trip per
+            // query. A broken connection instead fails the query that uses it (and is dropped),
+            // which the callers already answer as an internal error.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -2,7 +2,10 @@
 //!
 //! `cargo bench -p social --bench social_load` (needs `PCHAT_TEST_DATABASE_URL`, which
 //! `scripts/setup` provides; knobs `PCHAT_BENCH_USERS`, `PCHAT_BENCH_FRIENDSHIPS`,
-//! `PCHAT_BENCH_CLIENTS` (50), `PCHAT_BENCH_SECONDS` (10)).
+//! `PCHAT_BENCH_CLIENTS` (50), `PCHAT_BENCH_SECONDS` (10), `PCHAT_BENCH_WARMUP_SECONDS` (2, run
+//! before each read is measured), `SOCIAL_CACHE_TTL_SECONDS` (60; 0 measures without the cache); `PCHAT_BENCH_KEEP=<name>` seeds a
+//! database of that name once, keeps it and reuses it on later runs, to measure without
+//! re-seeding).
 //!
 //! 1. Creates a fresh database and seeds it in PostgreSQL itself (`generate_series`): user i is
 //!    `0x` + i in hex; friendship k joins users k mod U and (k mod U + 1 + k div U) mod U.
@@ -65,10 +68,29 @@ fn main() {
     let friendships = env_usize("PCHAT_BENCH_FRIENDSHIPS", 1_000_000);
     let clients_n = env_usize("PCHAT_BENCH_CLIENTS", 50);
     let seconds = env_usize("PCHAT_BENCH_SECONDS", 10) as u64;
+    let warmup = env_usize("PCHAT_BENCH_WARMUP_SECONDS", 2) as u64;
     let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
         .expect("PCHAT_TEST_DATABASE_URL (run scripts/setup, source .tools/env)");
-    let name = format!("pchat_bench_{:08x}", rand::random::<u32>());
-    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let keep = std::env::var("PCHAT_BENCH_KEEP")
+        .ok()
+        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let name = keep
+        .clone()
+        .unwrap_or_else(|| format!("pchat_bench_{:08x}", rand::random::<u32>()));
+    let existing = keep.is_some() && {
+        let out = std::process::Command::new("psql")
+            .arg(&admin)
+            .args([
+                "-Atc",
+                &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+            ])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    };
+    if !existing {
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+    }
     let base = admin
         .rsplit_once('/')
         .map(|(b, _)| b.to_owned())
@@ -80,9 +102,12 @@ fn main() {
         .build()
         .expect("rt");
     rt.block_on(async {
-        let app: Arc<App> = App::build(&SocialConfig::new(&db)).await.expect("service");
+        let mut config = SocialConfig::new(&db);
+        config.cache_ttl_secs = env_usize("SOCIAL_CACHE_TTL_SECONDS", 60) as u64;
+        let app: Arc<App> = App::build(&config).await.expect("service");
         let t = Instant::now();
         let u = users;
+        if !existing {
         psql(
             &db,
             &format!(
@@ -101,23 +126,25 @@ fn main() {
              FROM generate_series(0, {u} - 1) i"));
         psql(&db, "ANALYZE");
         println!("seeded {users} users and {friendships} friendships in {:.1} s", t.elapsed().as_secs_f64());
+        } else {
+            println!("reusing database {name}");
+        }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}/", listener.local_addr().expect("addr"));
         tokio::spawn(social::serve(listener, app, std::future::pending()));
 
-        // Clients log in with fresh wallets; each is then given 20 friends among the seeded users
-        // (as many as a seeded user has), so GetFriends returns a full first page.
-        let mut clients = Vec::new();
-        for _ in 0..clients_n {
-            clients.push(Client::connect(&url, &authchain::Wallet::random()).await);
-        }
+        // Clients log in with fresh wallets, each given 20 friends among the seeded users (as
+        // many as a seeded user has) before it connects, so GetFriends returns a full first page
+        // (rows written behind the service's back must be there before it reads them).
+        let wallets: Vec<authchain::Wallet> = (0..clients_n).map(|_| authchain::Wallet::random()).collect();
         let mut rows = Vec::new();
-        for (ci, c) in clients.iter().enumerate() {
+        for (ci, w) in wallets.iter().enumerate() {
+            let me = w.address().to_string();
             for j in 0..20 {
                 let other = user((ci * 997 + j * 4_999) % users);
-                let (a, b) = if c.address < other { (c.address.clone(), other.clone()) } else { (other.clone(), c.address.clone()) };
-                rows.push(format!("(md5('{a}{b}'), '{a}', '{b}', '{}', '{other}', 1, 'accept', '{other}', NULL, 2, 0, 0)", c.address));
+                let (a, b) = if me < other { (me.clone(), other.clone()) } else { (other.clone(), me.clone()) };
+                rows.push(format!("(md5('{a}{b}'), '{a}', '{b}', '{me}', '{other}', 1, 'accept', '{other}', NULL, 2, 0, 0)"));
             }
         }
         psql(&db, &format!(
@@ -125,23 +152,37 @@ fn main() {
              last_acting_user, last_message, version, created_at, updated_at) VALUES {} ON CONFLICT DO NOTHING",
             rows.join(", ")
         ));
+        let mut clients = Vec::new();
+        for w in &wallets {
+            clients.push(Client::connect(&url, w).await);
+        }
 
         for (label, which) in [("GetPrivateMessagesSettings(50)", 0u8), ("GetFriends(first page)", 1u8)] {
-            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let measure_from = Instant::now() + Duration::from_secs(warmup);
+            let deadline = measure_from + Duration::from_secs(seconds);
             let mut tasks = Vec::new();
             for (ci, mut c) in clients.drain(..).enumerate() {
                 tasks.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
+                    // The requests are built before the clock starts: the client's work is not
+                    // the service's.
                     let mut k = ci * 7919;
+                    let requests: Vec<_> = (0..256)
+                        .map(|_| {
+                            k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) % users.max(1);
+                            v2::GetPrivateMessagesSettingsPayload {
+                                user: (0..50).map(|j| v2::User { address: user((k + j * 131) % users) }).collect(),
+                            }
+                        })
+                        .collect();
+                    let mut n = 0usize;
                     while Instant::now() < deadline {
-                        k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) % users.max(1);
+                        n += 1;
                         let t = Instant::now();
                         let ok = if which == 0 {
-                            let req = v2::GetPrivateMessagesSettingsPayload {
-                                user: (0..50).map(|j| v2::User { address: user((k + j * 131) % users) }).collect(),
-                            };
+                            let req = &requests[n % requests.len()];
                             matches!(
-                                c.call::<_, v2::GetPrivateMessagesSettingsResponse>("GetPrivateMessagesSettings", &req).await,
+                                c.call::<_, v2::GetPrivateMessagesSettingsResponse>("GetPrivateMessagesSettings", req).await,
                                 Ok(v2::GetPrivateMessagesSettingsResponse { response: Some(v2::get_private_messages_settings_response::Response::Ok(_)) })
                             )
                         } else {
@@ -149,7 +190,7 @@ fn main() {
                                 .await
                                 .is_ok_and(|r| r.friends.len() == 20)
                         };
-                        if ok {
+                        if ok && t >= measure_from {
                             lat.push(t.elapsed().as_secs_f64() * 1000.0);
                         }
                     }
@@ -203,8 +244,10 @@ fn main() {
         }
         println!("UpsertFriendship (new requests)    {clients_n} clients: {total} in {seconds} s = {:.0}/s", total as f64 / seconds as f64);
     });
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
+    if keep.is_none() {
+        psql(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+    }
 }

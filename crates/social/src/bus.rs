@@ -14,6 +14,8 @@ use prost::Message;
 use social_proto::v2;
 use tokio::sync::broadcast;
 
+use crate::cache::Invalidation;
+
 /// The Redis channel updates travel on.
 pub const CHANNEL: &str = "pchat:social:updates";
 
@@ -23,6 +25,8 @@ pub enum Update {
     Friendship(v2::FriendshipUpdate),
     Block(v2::BlockUpdate),
     Connectivity(v2::FriendConnectivityUpdate),
+    /// Not for clients: every instance drops the named cache entries of the recipient.
+    Invalidate(Invalidation),
 }
 
 /// An update and its recipient.
@@ -39,6 +43,7 @@ impl Envelope {
             Update::Friendship(u) => (1u8, u.encode_to_vec()),
             Update::Block(u) => (2, u.encode_to_vec()),
             Update::Connectivity(u) => (3, u.encode_to_vec()),
+            Update::Invalidate(i) => (4, vec![i.to_byte()]),
         };
         let to = self.to.as_bytes();
         let mut out = Vec::with_capacity(2 + to.len() + body.len());
@@ -60,6 +65,10 @@ impl Envelope {
             1 => Update::Friendship(v2::FriendshipUpdate::decode(body).ok()?),
             2 => Update::Block(v2::BlockUpdate::decode(body).ok()?),
             3 => Update::Connectivity(v2::FriendConnectivityUpdate::decode(body).ok()?),
+            4 => match body {
+                [b] => Update::Invalidate(Invalidation::from_byte(*b)?),
+                _ => return None,
+            },
             _ => return None,
         };
         Some(Envelope { to, update })
@@ -140,6 +149,7 @@ async fn relay(
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
+    let mut subscribed_before = false;
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
@@ -149,6 +159,15 @@ async fn relay(
                     if let Some(r) = ready.take() {
                         let _ = r.send(());
                     }
+                    if subscribed_before {
+                        // Whatever was published while we were away is lost: caches must not
+                        // trust anything they hold.
+                        let _ = local.send(Arc::new(Envelope {
+                            to: String::new(),
+                            update: Update::Invalidate(Invalidation::All),
+                        }));
+                    }
+                    subscribed_before = true;
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
                         let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
@@ -182,6 +201,13 @@ mod tests {
             }),
         };
         assert_eq!(Envelope::decode(&e.encode()), Some(e));
+        let i = Envelope {
+            to: "0xabc".into(),
+            update: Update::Invalidate(Invalidation::Settings),
+        };
+        assert_eq!(Envelope::decode(&i.encode()), Some(i));
+        assert_eq!(Envelope::decode(&[4, 0]), None);
+        assert_eq!(Envelope::decode(&[4, 0, 9]), None);
         assert_eq!(Envelope::decode(&[]), None);
         assert_eq!(Envelope::decode(&[9, 0]), None);
         assert_eq!(Envelope::decode(&[1, 200, 1]), None);

@@ -40,6 +40,11 @@ pub struct SocialConfig {
     /// Seconds a new WebSocket has to send its auth frame (closes with 3004 after).
     #[arg(long, env = "WS_AUTH_TIMEOUT_SECONDS", default_value_t = 300)]
     pub ws_auth_timeout_secs: u64,
+
+    /// Seconds settings and friend lists stay in memory (0 turns the cache off). Changes drop
+    /// them at once on every instance; this bounds staleness only if Redis loses a message.
+    #[arg(long, env = "SOCIAL_CACHE_TTL_SECONDS", default_value_t = 60)]
+    pub cache_ttl_secs: u64,
 }
 
 impl SocialConfig {
@@ -54,6 +59,7 @@ impl SocialConfig {
             gatekeeper_token: String::new(),
             catalyst_lambdas_url: None,
             ws_auth_timeout_secs: 300,
+            cache_ttl_secs: 60,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! the gatekeeper) → this module (HTTP routes, the WebSocket auth frame) → `pchat social`.
 
 pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod gatekeeper;
 pub mod service;
@@ -125,7 +126,13 @@ impl App {
                 .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?,
             None => bus::Bus::default(),
         };
-        let social = Arc::new(Social::new(store, bus, gatekeeper));
+        let cache = Arc::new(cache::ReadCache::new(
+            Duration::from_secs(config.cache_ttl_secs),
+            cache::SETTINGS_CAPACITY,
+            cache::FRIENDS_CAPACITY,
+        ));
+        let social = Arc::new(Social::new(store, bus, gatekeeper, cache));
+        social.spawn_cache_listener();
         let rpc = RpcServer::new(
             Arc::new(AuthFrame::default()),
             ServerConfig {
@@ -168,7 +175,12 @@ async fn privacy_settings(State(app): State<Arc<App>>, Path(address): Path<Strin
         )
             .into_response();
     };
-    match app.social.store.settings(&address).await {
+    match app
+        .social
+        .settings_of(std::slice::from_ref(&address))
+        .await
+        .map(|s| s.into_iter().next().unwrap_or_default())
+    {
         Ok(s) => {
             axum::Json(json!({"private_messages_privacy": s.private_messages_privacy.as_str()}))
                 .into_response()
@@ -194,8 +206,10 @@ async fn status(State(app): State<Arc<App>>) -> Response {
     .into_response()
 }
 
-/// Three gauges, written in the Prometheus text format directly (a registry would add nothing).
+/// Gauges and counters, written in the Prometheus text format directly (a registry would add
+/// nothing).
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let cache = app.social.cache.stats();
     let text = format!(
         "# HELP social_ws_connections Open dcl-rpc WebSocket connections.\n\
          # TYPE social_ws_connections gauge\n\
@@ -205,10 +219,18 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
          social_rpc_streams {}\n\
          # HELP social_uptime_seconds Seconds since the service started.\n\
          # TYPE social_uptime_seconds gauge\n\
-         social_uptime_seconds {}\n",
+         social_uptime_seconds {}\n\
+         # HELP social_cache_hits_total Settings and friend-list reads answered from memory.\n\
+         # TYPE social_cache_hits_total counter\n\
+         social_cache_hits_total {}\n\
+         # HELP social_cache_misses_total Settings and friend-list reads that went to the database.\n\
+         # TYPE social_cache_misses_total counter\n\
+         social_cache_misses_total {}\n",
         app.rpc.connections(),
         app.rpc.active_streams(),
-        app.started.elapsed().as_secs()
+        app.started.elapsed().as_secs(),
+        cache.hits,
+        cache.misses
     );
     (
         [(

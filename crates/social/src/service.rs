@@ -19,6 +19,7 @@ use social_store::{Store, StoreError};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::bus::{Bus, Update};
+use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
 use crate::gatekeeper::GatekeeperNotifier;
 
 /// Most addresses in one GetPrivateMessagesSettings call.
@@ -33,6 +34,7 @@ pub struct Social {
     pub store: Store,
     pub bus: Bus,
     pub gatekeeper: Arc<dyn GatekeeperNotifier>,
+    pub cache: Arc<ReadCache>,
     online: Mutex<HashMap<String, usize>>,
 }
 
@@ -180,13 +182,94 @@ fn not_supported(name: &'static str) -> Procedure {
 }
 
 impl Social {
-    pub fn new(store: Store, bus: Bus, gatekeeper: Arc<dyn GatekeeperNotifier>) -> Self {
+    pub fn new(
+        store: Store,
+        bus: Bus,
+        gatekeeper: Arc<dyn GatekeeperNotifier>,
+        cache: Arc<ReadCache>,
+    ) -> Self {
         Social {
             store,
             bus,
             gatekeeper,
+            cache,
             online: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Drops cache entries on every instance when the bus says so. Runs until the bus closes.
+    pub fn spawn_cache_listener(&self) {
+        let cache = self.cache.clone();
+        let mut rx = self.bus.subscribe();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(env) => {
+                        if let Update::Invalidate(what) = env.update {
+                            cache.invalidate(&env.to, what);
+                        }
+                    }
+                    // Missed some: trust nothing.
+                    Err(RecvError::Lagged(_)) => cache.invalidate("", Invalidation::All),
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Tells every instance (this one first, before the caller answers) that `address`'s
+    /// `what` changed.
+    async fn changed(&self, address: &str, what: Invalidation) {
+        self.cache.invalidate(address, what);
+        self.bus.publish(address, Update::Invalidate(what)).await;
+    }
+
+    /// Settings of each address, in order (defaults for users without a row).
+    pub async fn settings_of(
+        &self,
+        addresses: &[String],
+    ) -> Result<Vec<social_core::SocialSettings>, StoreError> {
+        let mut out: Vec<Option<social_core::SocialSettings>> =
+            addresses.iter().map(|a| self.cache.settings(a)).collect();
+        let missing: Vec<String> = addresses
+            .iter()
+            .zip(&out)
+            .filter(|(_, s)| s.is_none())
+            .map(|(a, _)| a.clone())
+            .collect();
+        if !missing.is_empty() {
+            let generation = self.cache.generation();
+            let found = self.store.settings_many(&missing).await?;
+            for (slot, address) in out.iter_mut().zip(addresses) {
+                if slot.is_none() {
+                    let s = found.get(address).copied().unwrap_or_default();
+                    self.cache.put_settings(generation, address, s);
+                    *slot = Some(s);
+                }
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// `address`'s whole friend list when caching is on and it is short enough to cache;
+    /// `None` tells the caller to ask the database for just what it needs.
+    async fn friend_list(&self, address: &str) -> Result<Option<Arc<FriendList>>, StoreError> {
+        if !self.cache.enabled() {
+            return Ok(None);
+        }
+        if let Some(list) = self.cache.friends(address) {
+            return Ok(list.is_complete().then_some(list));
+        }
+        let generation = self.cache.generation();
+        let (friends, total) = self
+            .store
+            .friends(address, MAX_CACHED_FRIENDS as i64 + 1, 0)
+            .await?;
+        let list = self
+            .cache
+            .put_friends(generation, address, friends, total as usize);
+        Ok(list.is_complete().then_some(list))
     }
 
     /// The `SocialService` module with every procedure of the proto, in order.
@@ -279,8 +362,17 @@ impl Social {
     }
 
     async fn announce(&self, address: &str, status: v2::ConnectivityStatus) {
-        match self.store.friends(address, MAX_PAGE * 10, 0).await {
-            Ok((friends, _)) => {
+        let friends = match self.friend_list(address).await {
+            Ok(Some(list)) => Ok(list.as_slice().to_vec()),
+            Ok(None) => self
+                .store
+                .friends(address, MAX_PAGE * 10, 0)
+                .await
+                .map(|(f, _)| f),
+            Err(e) => Err(e),
+        };
+        match friends {
+            Ok(friends) => {
                 for f in friends {
                     self.bus
                         .publish(
@@ -305,11 +397,17 @@ impl Social {
         req: v2::GetFriendsPayload,
     ) -> v2::PaginatedFriendsProfilesResponse {
         let (limit, offset) = page(req.pagination);
-        friends_page(
-            self.store.friends(&ctx.address, limit, offset).await,
-            limit,
-            offset,
-        )
+        let result = match self.friend_list(&ctx.address).await {
+            Ok(Some(list)) => {
+                let all = list.as_slice();
+                let start = (offset as usize).min(all.len());
+                let end = start.saturating_add(limit as usize).min(all.len());
+                Ok((all[start..end].to_vec(), all.len() as i64))
+            }
+            Ok(None) => self.store.friends(&ctx.address, limit, offset).await,
+            Err(e) => Err(e),
+        };
+        friends_page(result, limit, offset)
     }
 
     async fn get_mutual_friends(
@@ -430,6 +528,14 @@ impl Social {
 
     /// Tells the other user about a friendship action.
     async fn publish_friendship(&self, applied: &social_store::Applied) {
+        if matches!(
+            applied.action,
+            Action::Accept | Action::Delete | Action::Block
+        ) {
+            self.changed(&applied.acting_user, Invalidation::Friends)
+                .await;
+            self.changed(&applied.other, Invalidation::Friends).await;
+        }
         use v2::friendship_update::{
             AcceptResponse, BlockResponse, CancelResponse, DeleteResponse, RejectResponse,
             RequestResponse, Update as U,
@@ -639,7 +745,11 @@ impl Social {
         _req: (),
     ) -> v2::GetSocialSettingsResponse {
         use v2::get_social_settings_response::{Ok as SettingsOk, Response};
-        match self.store.settings(&ctx.address).await {
+        match self
+            .settings_of(std::slice::from_ref(&ctx.address))
+            .await
+            .map(|s| s.into_iter().next().unwrap_or_default())
+        {
             Ok(s) => v2::GetSocialSettingsResponse {
                 response: Some(Response::Ok(SettingsOk {
                     settings: Some(settings_to_proto(&s)),
@@ -741,6 +851,8 @@ impl Social {
             }
         }
         .await;
+        // Whatever happened, something may have been written.
+        self.changed(me, Invalidation::Settings).await;
         match result {
             Ok(saved) => v2::UpsertSocialSettingsResponse {
                 response: Some(Response::Ok(settings_to_proto(&saved))),
@@ -782,8 +894,14 @@ impl Social {
             }
         }
         let result = async {
-            let settings = self.store.settings_many(&addresses).await?;
-            let friends = self.store.friends_among(&ctx.address, &addresses).await?;
+            let settings = self.settings_of(&addresses).await?;
+            let friends: Vec<bool> = match self.friend_list(&ctx.address).await? {
+                Some(list) => addresses.iter().map(|a| list.contains(a)).collect(),
+                None => {
+                    let set = self.store.friends_among(&ctx.address, &addresses).await?;
+                    addresses.iter().map(|a| set.contains(a)).collect()
+                }
+            };
             Ok::<_, StoreError>((settings, friends))
         }
         .await;
@@ -791,16 +909,13 @@ impl Social {
             Ok((settings, friends)) => v2::GetPrivateMessagesSettingsResponse {
                 response: Some(Response::Ok(SettingsOk {
                     settings: addresses
-                        .iter()
-                        .map(|a| PrivateMessagesSettings {
-                            user: Some(v2::User { address: a.clone() }),
-                            private_messages_privacy: privacy_to_proto(
-                                settings
-                                    .get(a)
-                                    .map(|s| s.private_messages_privacy)
-                                    .unwrap_or_default(),
-                            ),
-                            is_friend: friends.contains(a),
+                        .into_iter()
+                        .zip(settings)
+                        .zip(friends)
+                        .map(|((address, s), is_friend)| PrivateMessagesSettings {
+                            user: Some(v2::User { address }),
+                            private_messages_privacy: privacy_to_proto(s.private_messages_privacy),
+                            is_friend,
                         })
                         .collect(),
                 })),

@@ -112,3 +112,171 @@ async fn updates_cross_instances_through_redis() {
         .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .status();
 }
+
+fn request_to(address: &str) -> v2::UpsertFriendshipPayload {
+    v2::UpsertFriendshipPayload {
+        action: Some(v2::upsert_friendship_payload::Action::Request(
+            v2::upsert_friendship_payload::RequestPayload {
+                user: Some(v2::User {
+                    address: address.to_owned(),
+                }),
+                message: None,
+            },
+        )),
+    }
+}
+
+/// (privacy, is_friend) of `other` as `c` sees it.
+async fn pms(c: &mut Client, other: &str) -> (i32, bool) {
+    let resp: v2::GetPrivateMessagesSettingsResponse = c
+        .call(
+            "GetPrivateMessagesSettings",
+            &v2::GetPrivateMessagesSettingsPayload {
+                user: vec![v2::User {
+                    address: other.to_owned(),
+                }],
+            },
+        )
+        .await
+        .expect("call");
+    match resp.response {
+        Some(v2::get_private_messages_settings_response::Response::Ok(ok)) => {
+            let s = &ok.settings[0];
+            (s.private_messages_privacy, s.is_friend)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn friend_count(c: &mut Client) -> usize {
+    let resp: v2::PaginatedFriendsProfilesResponse = c
+        .call("GetFriends", &v2::GetFriendsPayload::default())
+        .await
+        .expect("call");
+    resp.friends.len()
+}
+
+/// Instance B caches what it read; changes made through instance A reach B's answers (the
+/// invalidation travels over Redis), for the RPC reads and the gatekeeper's HTTP lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_reads_follow_changes_made_on_another_instance() {
+    use std::time::{Duration, Instant};
+    let redis = RedisServer::start().await.expect("redis-server");
+    let (db, admin, name) = fresh_postgres();
+    let mut config = SocialConfig::new(&db);
+    config.redis_url = Some(redis.url());
+    let a = instance(&config).await;
+    let b = instance(&config).await;
+    let b_http = b.replace("ws://", "http://");
+
+    let mut x_on_a = Client::connect(&a, &authchain::Wallet::random()).await;
+    let mut y_on_b = Client::connect(&b, &authchain::Wallet::random()).await;
+    let x = x_on_a.address.clone();
+    let y = y_on_b.address.clone();
+    let all = v2::PrivateMessagePrivacySetting::All as i32;
+    let only_friends = v2::PrivateMessagePrivacySetting::OnlyFriends as i32;
+    let http_privacy = |address: String| {
+        let url = format!("{b_http}v1/users/{address}/privacy-settings");
+        async move {
+            let v: serde_json::Value = reqwest::get(url)
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("JSON");
+            v["private_messages_privacy"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+
+    // B reads (and caches) X's settings and Y's friends, twice.
+    for _ in 0..2 {
+        assert_eq!(pms(&mut y_on_b, &x).await, (all, false));
+        assert_eq!(friend_count(&mut y_on_b).await, 0);
+        assert_eq!(http_privacy(x.clone()).await, "all");
+    }
+
+    // Changes through A: X becomes only_friends; Y requests (on B), X accepts (on A).
+    let resp: v2::UpsertSocialSettingsResponse = x_on_a
+        .call(
+            "UpsertSocialSettings",
+            &v2::UpsertSocialSettingsPayload {
+                private_messages_privacy: Some(only_friends),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("call");
+    assert!(
+        matches!(
+            resp.response,
+            Some(v2::upsert_social_settings_response::Response::Ok(_))
+        ),
+        "{resp:?}"
+    );
+    let _: v2::UpsertFriendshipResponse = y_on_b
+        .call("UpsertFriendship", &request_to(&x))
+        .await
+        .expect("call");
+    let accept = v2::UpsertFriendshipPayload {
+        action: Some(v2::upsert_friendship_payload::Action::Accept(
+            v2::upsert_friendship_payload::AcceptPayload {
+                user: Some(v2::User { address: y.clone() }),
+            },
+        )),
+    };
+    let resp: v2::UpsertFriendshipResponse = x_on_a
+        .call("UpsertFriendship", &accept)
+        .await
+        .expect("call");
+    assert!(
+        matches!(
+            resp.response,
+            Some(v2::upsert_friendship_response::Response::Accepted(_))
+        ),
+        "{resp:?}"
+    );
+
+    // B's answers change once the invalidation arrives (Redis delivery is asynchronous).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = (
+            pms(&mut y_on_b, &x).await,
+            friend_count(&mut y_on_b).await,
+            http_privacy(x.clone()).await,
+        );
+        if seen == ((only_friends, true), 1, "only_friends".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B still answers {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // And back: X deletes the friendship on A.
+    let delete = v2::UpsertFriendshipPayload {
+        action: Some(v2::upsert_friendship_payload::Action::Delete(
+            v2::upsert_friendship_payload::DeletePayload {
+                user: Some(v2::User { address: y.clone() }),
+            },
+        )),
+    };
+    let _: v2::UpsertFriendshipResponse = x_on_a
+        .call("UpsertFriendship", &delete)
+        .await
+        .expect("call");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pms(&mut y_on_b, &x).await != (only_friends, false)
+        || friend_count(&mut y_on_b).await != 0
+    {
+        assert!(Instant::now() < deadline, "B still sees the friendship");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop((x_on_a, y_on_b));
+    let _ = std::process::Command::new("psql")
+        .arg(&admin)
+        .arg("-qc")
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .status();
+}
