@@ -270,6 +270,13 @@ impl Store {
     }
 
     /// One attempt; `Ok(None)` means a concurrent change won and the caller should retry.
+    ///
+    /// The pair is read (with the blocks between the two users), the rules are checked, and
+    /// the change is written only if the pair is still as read: an insert that loses to a
+    /// concurrent insert, or an update conditioned on the version. On SQLite the read and the
+    /// two writes share a transaction. On PostgreSQL the write of the pair and of its history
+    /// row is one statement (a data-modifying `WITH`), which is atomic by itself, so an action
+    /// costs two statements and no `BEGIN`/`COMMIT`.
     async fn try_apply(
         &self,
         acting: &str,
@@ -279,32 +286,31 @@ impl Store {
         skip_block_check: bool,
     ) -> Result<Option<Applied>> {
         let (a, b) = ordered(acting, other);
-        let mut tx = self.pool.begin().await?;
-        if action != Action::Block && !skip_block_check {
-            let blocked = sqlx::query(
-                "SELECT 1 FROM blocks WHERE (blocker_address = $1 AND blocked_address = $2) OR (blocker_address = $2 AND blocked_address = $1)",
-            )
-            .bind(acting.to_owned())
-            .bind(other.to_owned())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if blocked.is_some() && action != Action::Delete {
-                return Err(FriendshipError::Blocked.into());
-            }
-        }
+        let mut conn = match self.backend {
+            Backend::Sqlite => PairConn::Tx(self.pool.begin().await?),
+            Backend::Postgres => PairConn::Pooled(self.pool.acquire().await?),
+        };
         let row = sqlx::query(
-            "SELECT id, last_action, last_acting_user, version FROM friendships WHERE user_a = $1 AND user_b = $2",
+            "SELECT f.id, f.last_action, f.last_acting_user, f.version, \
+               CAST(CASE WHEN EXISTS (SELECT 1 FROM blocks WHERE (blocker_address = $3 AND blocked_address = $4) \
+                 OR (blocker_address = $4 AND blocked_address = $3)) THEN 1 ELSE 0 END AS BIGINT) \
+             FROM (SELECT 1 AS one) o LEFT JOIN friendships f ON f.user_a = $1 AND f.user_b = $2",
         )
         .bind(a.to_owned())
         .bind(b.to_owned())
-        .fetch_optional(&mut *tx)
+        .bind(acting.to_owned())
+        .bind(other.to_owned())
+        .fetch_one(conn.get())
         .await?;
-        let existing = match row {
-            Some(r) => {
-                let id: String = r.try_get(0)?;
-                let last: String = r.try_get(1)?;
-                let acting_user: String = r.try_get(2)?;
-                let version: i64 = r.try_get(3)?;
+        let blocked: i64 = row.try_get(4)?;
+        if blocked != 0 && !skip_block_check && !matches!(action, Action::Block | Action::Delete) {
+            return Err(FriendshipError::Blocked.into());
+        }
+        let existing = match row.try_get::<Option<String>, _>(0)? {
+            Some(id) => {
+                let last: String = row.try_get(1)?;
+                let acting_user: String = row.try_get(2)?;
+                let version: i64 = row.try_get(3)?;
                 let last = LastAction {
                     action: last
                         .parse()
@@ -323,82 +329,105 @@ impl Store {
         } else {
             None
         };
-        let id = match existing {
+        let action_id = new_id();
+        let pg = self.backend == Backend::Postgres;
+        // On PostgreSQL the pair statement becomes a `WITH` feeding the history insert; the
+        // history row's parameters come after the pair statement's.
+        let with_history = |pair: &str, first: usize| {
+            format!(
+                "WITH f AS ({pair} RETURNING id) INSERT INTO friendship_actions \
+                 (id, friendship_id, action, acting_user, message, created_at) \
+                 SELECT ${}, id, ${}, ${}, ${}, ${} FROM f",
+                first,
+                first + 1,
+                first + 2,
+                first + 3,
+                first + 4
+            )
+        };
+        let (id, written) = match existing {
             None => {
                 let id = new_id();
-                let inserted = sqlx::query(
-                    "INSERT INTO friendships (id, user_a, user_b, address_requester, address_requested, is_active, \
+                let pair = "INSERT INTO friendships (id, user_a, user_b, address_requester, address_requested, is_active, \
                      last_action, last_acting_user, last_message, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10) ON CONFLICT (user_a, user_b) DO NOTHING",
-                )
-                .bind(id.clone())
-                .bind(a.to_owned())
-                .bind(b.to_owned())
-                .bind(acting.to_owned())
-                .bind(other.to_owned())
-                .bind(active)
-                .bind(action.as_str())
-                .bind(acting.to_owned())
-                .bind(message.clone())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-                id
-            }
-            Some((id, _, version)) => {
-                let updated = if action == Action::Request {
-                    sqlx::query(
-                        "UPDATE friendships SET is_active = $1, last_action = $2, last_acting_user = $3, last_message = $4, \
-                         address_requester = $3, address_requested = $5, version = version + 1, updated_at = $6 \
-                         WHERE id = $7 AND version = $8",
-                    )
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10) ON CONFLICT (user_a, user_b) DO NOTHING";
+                let sql = if pg {
+                    with_history(pair, 11)
+                } else {
+                    pair.to_owned()
+                };
+                let q = sqlx::query(&sql)
+                    .bind(id.clone())
+                    .bind(a.to_owned())
+                    .bind(b.to_owned())
+                    .bind(acting.to_owned())
+                    .bind(other.to_owned())
                     .bind(active)
                     .bind(action.as_str())
                     .bind(acting.to_owned())
                     .bind(message.clone())
-                    .bind(other.to_owned())
-                    .bind(now)
-                    .bind(id.clone())
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?
+                    .bind(now);
+                let q = if pg {
+                    with_history_binds(q, &action_id, action, acting, &message, now)
                 } else {
-                    sqlx::query(
+                    q
+                };
+                (id, q.execute(conn.get()).await?.rows_affected())
+            }
+            Some((id, _, version)) => {
+                let (pair, first) = if action == Action::Request {
+                    (
+                        "UPDATE friendships SET is_active = $1, last_action = $2, last_acting_user = $3, last_message = $4, \
+                         address_requester = $3, address_requested = $5, version = version + 1, updated_at = $6 \
+                         WHERE id = $7 AND version = $8",
+                        9,
+                    )
+                } else {
+                    (
                         "UPDATE friendships SET is_active = $1, last_action = $2, last_acting_user = $3, \
                          version = version + 1, updated_at = $4 WHERE id = $5 AND version = $6",
+                        7,
                     )
+                };
+                let sql = if pg {
+                    with_history(pair, first)
+                } else {
+                    pair.to_owned()
+                };
+                let mut q = sqlx::query(&sql)
                     .bind(active)
                     .bind(action.as_str())
-                    .bind(acting.to_owned())
-                    .bind(now)
-                    .bind(id.clone())
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?
-                };
-                if updated.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return Ok(None);
+                    .bind(acting.to_owned());
+                if action == Action::Request {
+                    q = q.bind(message.clone()).bind(other.to_owned());
                 }
-                id
+                let q = q.bind(now).bind(id.clone()).bind(version);
+                let q = if pg {
+                    with_history_binds(q, &action_id, action, acting, &message, now)
+                } else {
+                    q
+                };
+                (id, q.execute(conn.get()).await?.rows_affected())
             }
         };
-        sqlx::query(
-            "INSERT INTO friendship_actions (id, friendship_id, action, acting_user, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(new_id())
-        .bind(id.clone())
-        .bind(action.as_str())
-        .bind(acting.to_owned())
-        .bind(message.clone())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        if written == 0 {
+            conn.rollback().await?;
+            return Ok(None);
+        }
+        if let PairConn::Tx(mut tx) = conn {
+            sqlx::query(
+                "INSERT INTO friendship_actions (id, friendship_id, action, acting_user, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(action_id)
+            .bind(id.clone())
+            .bind(action.as_str())
+            .bind(acting.to_owned())
+            .bind(message.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
         Ok(Some(Applied {
             friendship_id: id,
             action,
@@ -670,6 +699,45 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+/// Where a friendship change runs: a transaction (SQLite) or one pooled connection whose
+/// write is a single statement (PostgreSQL).
+enum PairConn {
+    Tx(sqlx::Transaction<'static, sqlx::Any>),
+    Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
+impl PairConn {
+    fn get(&mut self) -> &mut sqlx::AnyConnection {
+        match self {
+            PairConn::Tx(tx) => tx,
+            PairConn::Pooled(c) => c,
+        }
+    }
+
+    async fn rollback(self) -> Result<()> {
+        if let PairConn::Tx(tx) = self {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The history row's parameters, after the pair statement's (PostgreSQL's single statement).
+fn with_history_binds<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    action_id: &str,
+    action: Action,
+    acting: &str,
+    message: &Option<String>,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(action_id.to_owned())
+        .bind(action.as_str())
+        .bind(acting.to_owned())
+        .bind(message.clone())
+        .bind(now)
 }
 
 /// Busy/locked (SQLite) and serialization failures (PostgreSQL) are worth another attempt.

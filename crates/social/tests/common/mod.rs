@@ -36,7 +36,10 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str, owner: &authchain::Wallet) -> Client {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        // A small read buffer: tungstenite zero-fills it before every read.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
             .await
             .expect("connect");
         ws.send(Message::Text(auth_frame(owner).into()))
