@@ -76,14 +76,21 @@ pub struct InvalidAddress;
 /// Validates a wallet address and returns it lower-cased (the form used as LiveKit identity and
 /// database key).
 pub fn normalize_address(s: &str) -> Result<String, InvalidAddress> {
-    let digits = s
+    normalize_address_owned(s.to_owned()).map_err(|_| InvalidAddress)
+}
+
+/// [`normalize_address`] reusing the string it is given (no allocation); an invalid address is
+/// handed back as the error.
+pub fn normalize_address_owned(mut s: String) -> Result<String, String> {
+    let valid = s
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
-        .ok_or(InvalidAddress)?;
-    if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(InvalidAddress);
+        .is_some_and(|digits| digits.len() == 40 && digits.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !valid {
+        return Err(s);
     }
-    Ok(format!("0x{}", digits.to_ascii_lowercase()))
+    s.make_ascii_lowercase();
+    Ok(s)
 }
 
 #[cfg(test)]

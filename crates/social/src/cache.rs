@@ -154,8 +154,8 @@ impl ReadCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn fresh(&self, loaded: Instant) -> bool {
-        loaded.elapsed() < self.ttl
+    fn fresh(&self, loaded: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(loaded) < self.ttl
     }
 
     fn count(&self, hit: bool) {
@@ -164,15 +164,30 @@ impl ReadCache {
     }
 
     pub fn settings(&self, address: &str) -> Option<SocialSettings> {
+        self.settings_many(std::slice::from_ref(&address))
+            .pop()
+            .flatten()
+    }
+
+    /// The cached settings of each address, in order (one clock read for all).
+    pub fn settings_many<A: AsRef<str>>(&self, addresses: &[A]) -> Vec<Option<SocialSettings>> {
         if !self.enabled() {
-            return None;
+            return vec![None; addresses.len()];
         }
-        let found = self
-            .settings
-            .get(address)
-            .filter(|(loaded, _)| self.fresh(*loaded))
-            .map(|(_, s)| s);
-        self.count(found.is_some());
+        let now = Instant::now();
+        let found: Vec<Option<SocialSettings>> = addresses
+            .iter()
+            .map(|a| {
+                self.settings
+                    .get(a.as_ref())
+                    .filter(|(loaded, _)| self.fresh(*loaded, now))
+                    .map(|(_, s)| s)
+            })
+            .collect();
+        let hits = found.iter().filter(|f| f.is_some()).count() as u64;
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        self.misses
+            .fetch_add(found.len() as u64 - hits, Ordering::Relaxed);
         found
     }
 
@@ -183,7 +198,7 @@ impl ReadCache {
         let found = self
             .friends
             .get(address)
-            .filter(|list| self.fresh(list.loaded));
+            .filter(|list| self.fresh(list.loaded, Instant::now()));
         self.count(found.is_some());
         found
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use dcl_rpc_server::{CallContext, Module, Payload, Procedure, RpcError};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use pchat_core::{Privacy, normalize_address};
+use pchat_core::{Privacy, normalize_address, normalize_address_owned};
 use prost::Message;
 use social_core::{
     Action, BlockedMessagesVisibility, FriendshipError, FriendshipStatus, status_for,
@@ -230,8 +230,7 @@ impl Social {
         &self,
         addresses: &[String],
     ) -> Result<Vec<social_core::SocialSettings>, StoreError> {
-        let mut out: Vec<Option<social_core::SocialSettings>> =
-            addresses.iter().map(|a| self.cache.settings(a)).collect();
+        let mut out = self.cache.settings_many(addresses);
         let missing: Vec<String> = addresses
             .iter()
             .zip(&out)
@@ -880,14 +879,13 @@ impl Social {
             };
         }
         let mut addresses = Vec::with_capacity(req.user.len());
-        for u in &req.user {
-            match normalize_address(&u.address) {
+        for u in req.user {
+            match normalize_address_owned(u.address) {
                 Ok(a) => addresses.push(a),
-                Err(_) => {
+                Err(bad) => {
                     return v2::GetPrivateMessagesSettingsResponse {
                         response: Some(Response::InvalidRequest(invalid(format!(
-                            "invalid address {:?}",
-                            u.address
+                            "invalid address {bad:?}"
                         )))),
                     };
                 }
