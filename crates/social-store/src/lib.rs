@@ -684,6 +684,38 @@ impl Store {
         Ok(state)
     }
 
+    /// A page of the users `address` blocked, newest first, with the time, and the total.
+    pub async fn blocked_page(
+        &self,
+        address: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<(String, i64)>, i64)> {
+        let rows = sqlx::query(
+            "SELECT blocked_address, blocked_at, COUNT(*) OVER () FROM blocks WHERE blocker_address = $1 \
+             ORDER BY blocked_at DESC, blocked_address LIMIT $2 OFFSET $3",
+        )
+        .bind(address.to_owned())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get(2)?,
+            None if offset == 0 => 0,
+            None => sqlx::query("SELECT COUNT(*) FROM blocks WHERE blocker_address = $1")
+                .bind(address.to_owned())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        };
+        let page = rows
+            .into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((page, total))
+    }
+
     /// Users `address` blocked (`outgoing`) or who blocked `address`, with the time.
     pub async fn blocks(&self, address: &str, outgoing: bool) -> Result<Vec<(String, i64)>> {
         let sql = if outgoing {

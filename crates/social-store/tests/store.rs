@@ -281,3 +281,24 @@ on_both!(
         assert_eq!(s.friends(C, 10, 0).await.unwrap(), (vec![], 0));
     }
 );
+
+on_both!(blocked_users_page_in_the_database, |s: Store| async move {
+    let blocked: Vec<String> = (1..=5).map(|i| format!("0x{i:040x}")).collect();
+    for b in &blocked {
+        s.block(A, b).await.unwrap();
+        // Distinct blocked_at values (milliseconds), newest first in the page.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let (page, total) = s.blocked_page(A, 2, 0).await.unwrap();
+    assert_eq!(total, 5);
+    assert_eq!(
+        page.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        [blocked[4].as_str(), blocked[3].as_str()]
+    );
+    assert!(page[0].1 >= page[1].1);
+    let (page, total) = s.blocked_page(A, 2, 4).await.unwrap();
+    assert_eq!((page.len(), total), (1, 5));
+    assert_eq!(page[0].0, blocked[0]);
+    assert_eq!(s.blocked_page(A, 2, 10).await.unwrap(), (vec![], 5));
+    assert_eq!(s.blocked_page(B, 2, 0).await.unwrap(), (vec![], 0));
+});

@@ -33,7 +33,8 @@ pub struct SocialConfig {
     )]
     pub gatekeeper_token: String,
 
-    /// Catalyst lambdas URL for profile names. Not used yet: profiles carry the address as name.
+    /// Catalyst lambdas URL (e.g. https://peer.decentraland.org/lambdas) for profile names and
+    /// pictures (`POST {url}/profiles`). Unset, or when it fails: the address is the name.
     #[arg(long, env = "CATALYST_LAMBDAS_URL")]
     pub catalyst_lambdas_url: Option<String>,
 

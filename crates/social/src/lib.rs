@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod gatekeeper;
+pub mod profiles;
 pub mod service;
 
 use std::collections::HashMap;
@@ -131,7 +132,18 @@ impl App {
             cache::SETTINGS_CAPACITY,
             cache::FRIENDS_CAPACITY,
         ));
-        let social = Arc::new(Social::new(store, bus, gatekeeper, cache));
+        let profiles: Arc<dyn profiles::ProfileSource> = match config
+            .catalyst_lambdas_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            Some(url) => Arc::new(
+                profiles::LambdasProfiles::new(url)
+                    .map_err(|e| BuildError::Config(e.to_string()))?,
+            ),
+            None => Arc::new(profiles::DerivedProfiles),
+        };
+        let social = Arc::new(Social::new(store, bus, gatekeeper, cache, profiles));
         social.spawn_cache_listener();
         let rpc = RpcServer::new(
             Arc::new(AuthFrame::default()),

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::bus::{Bus, Update};
 use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
 use crate::gatekeeper::GatekeeperNotifier;
+use crate::profiles::{Profile, ProfileSource};
 
 /// Most addresses in one GetPrivateMessagesSettings call.
 pub const MAX_SETTINGS_USERS: usize = 50;
@@ -35,6 +36,7 @@ pub struct Social {
     pub bus: Bus,
     pub gatekeeper: Arc<dyn GatekeeperNotifier>,
     pub cache: Arc<ReadCache>,
+    pub profiles: Arc<dyn ProfileSource>,
     online: Mutex<HashMap<String, usize>>,
 }
 
@@ -48,27 +50,6 @@ fn internal(e: impl std::fmt::Display) -> InternalServerError {
 fn invalid(message: impl Into<String>) -> InvalidRequest {
     InvalidRequest {
         message: Some(message.into()),
-    }
-}
-
-fn profile(address: &str) -> v2::FriendProfile {
-    v2::FriendProfile {
-        address: address.to_owned(),
-        name: address.to_owned(),
-        has_claimed_name: false,
-        profile_picture_url: String::new(),
-        name_color: None,
-    }
-}
-
-fn blocked_profile(address: &str, blocked_at: Option<i64>) -> v2::BlockedUserProfile {
-    v2::BlockedUserProfile {
-        address: address.to_owned(),
-        name: address.to_owned(),
-        has_claimed_name: false,
-        profile_picture_url: String::new(),
-        blocked_at,
-        name_color: None,
     }
 }
 
@@ -187,12 +168,14 @@ impl Social {
         bus: Bus,
         gatekeeper: Arc<dyn GatekeeperNotifier>,
         cache: Arc<ReadCache>,
+        profiles: Arc<dyn ProfileSource>,
     ) -> Self {
         Social {
             store,
             bus,
             gatekeeper,
             cache,
+            profiles,
             online: Mutex::new(HashMap::new()),
         }
     }
@@ -223,6 +206,37 @@ impl Social {
     async fn changed(&self, address: &str, what: Invalidation) {
         self.cache.invalidate(address, what);
         self.bus.publish(address, Update::Invalidate(what)).await;
+    }
+
+    /// The profile shown for one address.
+    async fn profile(&self, address: &str) -> Profile {
+        self.profiles
+            .profiles(std::slice::from_ref(&address.to_owned()))
+            .await
+            .get(address)
+    }
+
+    /// A page of friend profiles; a store failure is logged and answered with an empty page
+    /// (the response has no error arm).
+    async fn friends_page(
+        &self,
+        result: Result<(Vec<String>, i64), StoreError>,
+        limit: i64,
+        offset: i64,
+    ) -> v2::PaginatedFriendsProfilesResponse {
+        match result {
+            Ok((friends, total)) => {
+                let profiles = self.profiles.profiles(&friends).await;
+                v2::PaginatedFriendsProfilesResponse {
+                    friends: friends.iter().map(|f| profiles.get(f).friend()).collect(),
+                    pagination_data: Some(paginated(total, limit, offset)),
+                }
+            }
+            Err(e) => {
+                let _ = internal(e);
+                v2::PaginatedFriendsProfilesResponse::default()
+            }
+        }
     }
 
     /// Settings of each address, in order (defaults for users without a row).
@@ -371,13 +385,15 @@ impl Social {
             Err(e) => Err(e),
         };
         match friends {
+            Ok(friends) if friends.is_empty() => {}
             Ok(friends) => {
+                let me = self.profile(address).await.friend();
                 for f in friends {
                     self.bus
                         .publish(
                             &f,
                             Update::Connectivity(v2::FriendConnectivityUpdate {
-                                friend: Some(profile(address)),
+                                friend: Some(me.clone()),
                                 status: status as i32,
                             }),
                         )
@@ -406,7 +422,7 @@ impl Social {
             Ok(None) => self.store.friends(&ctx.address, limit, offset).await,
             Err(e) => Err(e),
         };
-        friends_page(result, limit, offset)
+        self.friends_page(result, limit, offset).await
     }
 
     async fn get_mutual_friends(
@@ -422,7 +438,7 @@ impl Social {
             .store
             .mutual_friends(&ctx.address, &other, limit, offset)
             .await;
-        friends_page(result, limit, offset)
+        self.friends_page(result, limit, offset).await
     }
 
     async fn requests(
@@ -438,20 +454,24 @@ impl Social {
             .pending_requests(&ctx.address, received, limit, offset)
             .await
         {
-            Ok((list, total)) => v2::PaginatedFriendshipRequestsResponse {
-                response: Some(Response::Requests(v2::FriendshipRequests {
-                    requests: list
-                        .into_iter()
-                        .map(|r| v2::FriendshipRequestResponse {
-                            friend: Some(profile(&r.address)),
-                            created_at: r.created_at,
-                            message: r.message,
-                            id: r.id,
-                        })
-                        .collect(),
-                })),
-                pagination_data: Some(paginated(total, limit, offset)),
-            },
+            Ok((list, total)) => {
+                let addresses: Vec<String> = list.iter().map(|r| r.address.clone()).collect();
+                let profiles = self.profiles.profiles(&addresses).await;
+                v2::PaginatedFriendshipRequestsResponse {
+                    response: Some(Response::Requests(v2::FriendshipRequests {
+                        requests: list
+                            .into_iter()
+                            .map(|r| v2::FriendshipRequestResponse {
+                                friend: Some(profiles.get(&r.address).friend()),
+                                created_at: r.created_at,
+                                message: r.message,
+                                id: r.id,
+                            })
+                            .collect(),
+                    })),
+                    pagination_data: Some(paginated(total, limit, offset)),
+                }
+            }
             Err(e) => v2::PaginatedFriendshipRequestsResponse {
                 response: Some(Response::InternalServerError(internal(e))),
                 pagination_data: None,
@@ -502,7 +522,7 @@ impl Social {
                     response: Some(Response::Accepted(Accepted {
                         id: applied.friendship_id,
                         created_at: applied.created_at,
-                        friend: Some(profile(&other)),
+                        friend: Some(self.profile(&other).await.friend()),
                         message: applied.message,
                     })),
                 }
@@ -544,7 +564,7 @@ impl Social {
         });
         let update = match applied.action {
             Action::Request => U::Request(RequestResponse {
-                friend: Some(profile(&applied.acting_user)),
+                friend: Some(self.profile(&applied.acting_user).await.friend()),
                 created_at: applied.created_at,
                 message: applied.message.clone(),
                 id: applied.friendship_id.clone(),
@@ -640,7 +660,7 @@ impl Social {
                     .await;
                 v2::BlockUserResponse {
                     response: Some(Response::Ok(BlockOk {
-                        profile: Some(blocked_profile(&other, Some(now_ms()))),
+                        profile: Some(self.profile(&other).await.blocked(Some(now_ms()))),
                     })),
                 }
             }
@@ -677,7 +697,7 @@ impl Social {
                     .await;
                 v2::UnblockUserResponse {
                     response: Some(Response::Ok(UnblockOk {
-                        profile: Some(blocked_profile(&other, None)),
+                        profile: Some(self.profile(&other).await.blocked(None)),
                     })),
                 }
             }
@@ -693,15 +713,14 @@ impl Social {
         req: v2::GetBlockedUsersPayload,
     ) -> v2::GetBlockedUsersResponse {
         let (limit, offset) = page(req.pagination);
-        match self.store.blocks(&ctx.address, true).await {
-            Ok(all) => {
-                let total = all.len() as i64;
+        match self.store.blocked_page(&ctx.address, limit, offset).await {
+            Ok((page, total)) => {
+                let addresses: Vec<String> = page.iter().map(|(a, _)| a.clone()).collect();
+                let profiles = self.profiles.profiles(&addresses).await;
                 v2::GetBlockedUsersResponse {
-                    profiles: all
+                    profiles: page
                         .into_iter()
-                        .skip(offset as usize)
-                        .take(limit as usize)
-                        .map(|(a, at)| blocked_profile(&a, Some(at)))
+                        .map(|(a, at)| profiles.get(&a).blocked(Some(at)))
                         .collect(),
                     pagination_data: Some(paginated(total, limit, offset)),
                 }
@@ -921,25 +940,6 @@ impl Social {
             Err(e) => v2::GetPrivateMessagesSettingsResponse {
                 response: Some(Response::InternalServerError(internal(e))),
             },
-        }
-    }
-}
-
-/// A page of friend profiles; a store failure is logged and answered with an empty page (the
-/// response has no error arm).
-fn friends_page(
-    result: Result<(Vec<String>, i64), StoreError>,
-    limit: i64,
-    offset: i64,
-) -> v2::PaginatedFriendsProfilesResponse {
-    match result {
-        Ok((friends, total)) => v2::PaginatedFriendsProfilesResponse {
-            friends: friends.iter().map(|f| profile(f)).collect(),
-            pagination_data: Some(paginated(total, limit, offset)),
-        },
-        Err(e) => {
-            let _ = internal(e);
-            v2::PaginatedFriendsProfilesResponse::default()
         }
     }
 }
