@@ -14,7 +14,7 @@ import { Authenticator } from '@dcl/crypto'
 import pkg from '@dcl/protocol/out-js/decentraland/social_service/v2/social_service_v2.gen.js'
 import { createIdentity } from './identity.mjs'
 
-const { SocialServiceDefinition, PrivateMessagePrivacySetting, FriendshipStatus } = pkg
+const { SocialServiceDefinition, PrivateMessagePrivacySetting, FriendshipStatus, SituationReactionsVisibility } = pkg
 const url = process.argv[2]
 setTimeout(() => {
   console.error('scenario timed out')
@@ -122,6 +122,14 @@ check('mutual friends (none)', mutual.friends.length === 0, mutual)
 
 const upsert = await a.social.upsertSocialSettings({ privateMessagesPrivacy: PrivateMessagePrivacySetting.ONLY_FRIENDS })
 check('upsert settings', upsert.response?.$case === 'ok' && upsert.response.ok.privateMessagesPrivacy === PrivateMessagePrivacySetting.ONLY_FRIENDS, upsert)
+const reactions = await a.social.upsertSocialSettings({ showSituationReactions: SituationReactionsVisibility.HIDE })
+check('upsert situation reactions, privacy kept', reactions.response?.$case === 'ok' &&
+  reactions.response.ok.showSituationReactions === SituationReactionsVisibility.HIDE &&
+  reactions.response.ok.privateMessagesPrivacy === PrivateMessagePrivacySetting.ONLY_FRIENDS, reactions)
+const stored = await a.social.getSocialSettings({})
+check('settings read back', stored.response?.$case === 'ok' &&
+  stored.response.ok.settings.showSituationReactions === SituationReactionsVisibility.HIDE &&
+  stored.response.ok.settings.privateMessagesPrivacy === PrivateMessagePrivacySetting.ONLY_FRIENDS, stored)
 const empty = await a.social.upsertSocialSettings({})
 check('upsert with no field is invalid', empty.response?.$case === 'invalidRequest', empty)
 

@@ -4,11 +4,11 @@
 //!   take it) and the status each side sees.
 //! - [`settings`]: social settings and their defaults.
 //!
-//! The store applies these rules inside a transaction, so concurrent conflicting actions on the
-//! same pair end in one consistent state.
+//! The store applies these rules with a compare-and-set per pair, so concurrent conflicting
+//! actions on the same pair end in one consistent state.
 
 pub mod friendship;
 pub mod settings;
 
 pub use friendship::{Action, FriendshipError, FriendshipStatus, LastAction, status_for, validate};
-pub use settings::{BlockedMessagesVisibility, SocialSettings};
+pub use settings::{BlockedMessagesVisibility, SettingsChange, SituationReactions, SocialSettings};

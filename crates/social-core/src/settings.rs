@@ -35,11 +35,54 @@ impl FromStr for BlockedMessagesVisibility {
     }
 }
 
+/// Whether to show situation reactions (a client-side choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SituationReactions {
+    #[default]
+    Show,
+    Hide,
+}
+
+impl SituationReactions {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SituationReactions::Show => "show",
+            SituationReactions::Hide => "hide",
+        }
+    }
+}
+
+impl FromStr for SituationReactions {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "show" => Ok(SituationReactions::Show),
+            "hide" => Ok(SituationReactions::Hide),
+            other => Err(format!("unknown show_situation_reactions {other:?}")),
+        }
+    }
+}
+
 /// One user's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SocialSettings {
     pub private_messages_privacy: Privacy,
     pub blocked_users_messages_visibility: BlockedMessagesVisibility,
+    pub show_situation_reactions: SituationReactions,
+}
+
+/// A change to some of a user's settings (`None`: keep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingsChange {
+    pub private_messages_privacy: Option<Privacy>,
+    pub blocked_users_messages_visibility: Option<BlockedMessagesVisibility>,
+    pub show_situation_reactions: Option<SituationReactions>,
+}
+
+impl SettingsChange {
+    pub fn is_empty(&self) -> bool {
+        *self == SettingsChange::default()
+    }
 }
 
 #[cfg(test)]
@@ -59,5 +102,9 @@ mod tests {
             Ok(BlockedMessagesVisibility::DoNotShowMessages)
         );
         assert!("hide".parse::<BlockedMessagesVisibility>().is_err());
+        assert_eq!(s.show_situation_reactions, SituationReactions::Show);
+        assert_eq!("hide".parse(), Ok(SituationReactions::Hide));
+        assert!("HIDE".parse::<SituationReactions>().is_err());
+        assert!(SettingsChange::default().is_empty());
     }
 }

@@ -9,7 +9,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use social_core::{Action, BlockedMessagesVisibility, FriendshipError, LastAction, SocialSettings};
+use social_core::{
+    Action, BlockedMessagesVisibility, FriendshipError, LastAction, SettingsChange,
+    SituationReactions, SocialSettings,
+};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
@@ -170,7 +173,8 @@ impl Store {
             return Ok(HashMap::new());
         }
         let sql = format!(
-            "SELECT address, private_messages_privacy, blocked_users_messages_visibility FROM social_settings WHERE address IN ({})",
+            "SELECT address, private_messages_privacy, blocked_users_messages_visibility, show_situation_reactions \
+             FROM social_settings WHERE address IN ({})",
             placeholders(1, addresses.len())
         );
         let mut q = sqlx::query(&sql);
@@ -180,48 +184,36 @@ impl Store {
         let mut out = HashMap::new();
         for row in q.fetch_all(&self.pool).await? {
             let address: String = row.try_get(0)?;
-            let privacy: String = row.try_get(1)?;
-            let visibility: String = row.try_get(2)?;
-            out.insert(
-                address,
-                SocialSettings {
-                    private_messages_privacy: privacy
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt(privacy.clone()))?,
-                    blocked_users_messages_visibility: visibility
-                        .parse()
-                        .map_err(StoreError::Corrupt)?,
-                },
-            );
+            out.insert(address, settings_row(&row, 1)?);
         }
         Ok(out)
     }
 
-    /// Changes the given fields of a user's settings and returns the result.
+    /// Changes the given fields of a user's settings in one statement (concurrent changes to
+    /// different fields all stick) and returns the result.
     pub async fn upsert_settings(
         &self,
         address: &str,
-        privacy: Option<Privacy>,
-        visibility: Option<BlockedMessagesVisibility>,
+        change: SettingsChange,
     ) -> Result<SocialSettings> {
-        let current = self.settings(address).await?;
-        let next = SocialSettings {
-            private_messages_privacy: privacy.unwrap_or(current.private_messages_privacy),
-            blocked_users_messages_visibility: visibility
-                .unwrap_or(current.blocked_users_messages_visibility),
-        };
-        sqlx::query(
-            "INSERT INTO social_settings (address, private_messages_privacy, blocked_users_messages_visibility) \
-             VALUES ($1, $2, $3) ON CONFLICT (address) DO UPDATE SET \
-             private_messages_privacy = excluded.private_messages_privacy, \
-             blocked_users_messages_visibility = excluded.blocked_users_messages_visibility",
+        let row = sqlx::query(
+            "INSERT INTO social_settings (address, private_messages_privacy, blocked_users_messages_visibility, show_situation_reactions) \
+             VALUES ($1, COALESCE($2, $5), COALESCE($3, $6), COALESCE($4, $7)) ON CONFLICT (address) DO UPDATE SET \
+             private_messages_privacy = COALESCE($2, social_settings.private_messages_privacy), \
+             blocked_users_messages_visibility = COALESCE($3, social_settings.blocked_users_messages_visibility), \
+             show_situation_reactions = COALESCE($4, social_settings.show_situation_reactions) \
+             RETURNING private_messages_privacy, blocked_users_messages_visibility, show_situation_reactions",
         )
         .bind(address.to_owned())
-        .bind(next.private_messages_privacy.as_str())
-        .bind(next.blocked_users_messages_visibility.as_str())
-        .execute(&self.pool)
+        .bind(change.private_messages_privacy.map(|p| p.as_str()))
+        .bind(change.blocked_users_messages_visibility.map(|v| v.as_str()))
+        .bind(change.show_situation_reactions.map(|r| r.as_str()))
+        .bind(Privacy::default().as_str())
+        .bind(BlockedMessagesVisibility::default().as_str())
+        .bind(SituationReactions::default().as_str())
+        .fetch_one(&self.pool)
         .await?;
-        Ok(next)
+        settings_row(&row, 0)
     }
 
     // ---------------------------------------------------------------- friendships
@@ -731,6 +723,20 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+/// Settings from the three columns starting at `first`.
+fn settings_row(row: &sqlx::any::AnyRow, first: usize) -> Result<SocialSettings> {
+    let privacy: String = row.try_get(first)?;
+    let visibility: String = row.try_get(first + 1)?;
+    let reactions: String = row.try_get(first + 2)?;
+    Ok(SocialSettings {
+        private_messages_privacy: privacy
+            .parse()
+            .map_err(|_| StoreError::Corrupt(privacy.clone()))?,
+        blocked_users_messages_visibility: visibility.parse().map_err(StoreError::Corrupt)?,
+        show_situation_reactions: reactions.parse().map_err(StoreError::Corrupt)?,
+    })
 }
 
 /// Where a friendship change runs: a transaction (SQLite) or one pooled connection whose

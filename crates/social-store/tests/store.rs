@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use social_core::{Action, BlockedMessagesVisibility, FriendshipError};
+use social_core::{
+    Action, BlockedMessagesVisibility, FriendshipError, SettingsChange, SituationReactions,
+    SocialSettings,
+};
 use social_store::{Privacy, Store, StoreError};
 use sqlx::Connection;
 
@@ -91,32 +94,93 @@ macro_rules! on_both {
 }
 
 on_both!(settings_default_and_upsert, |s: Store| async move {
-    assert_eq!(
-        s.settings(A).await.unwrap().private_messages_privacy,
-        Privacy::All
-    );
+    assert_eq!(s.settings(A).await.unwrap(), SocialSettings::default());
     let v = s
-        .upsert_settings(A, Some(Privacy::OnlyFriends), None)
+        .upsert_settings(
+            A,
+            SettingsChange {
+                private_messages_privacy: Some(Privacy::OnlyFriends),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(v.private_messages_privacy, Privacy::OnlyFriends);
+    assert_eq!(v.show_situation_reactions, SituationReactions::Show);
     let v = s
-        .upsert_settings(A, None, Some(BlockedMessagesVisibility::DoNotShowMessages))
+        .upsert_settings(
+            A,
+            SettingsChange {
+                blocked_users_messages_visibility: Some(
+                    BlockedMessagesVisibility::DoNotShowMessages,
+                ),
+                show_situation_reactions: Some(SituationReactions::Hide),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
-        v.private_messages_privacy,
-        Privacy::OnlyFriends,
+        v,
+        SocialSettings {
+            private_messages_privacy: Privacy::OnlyFriends,
+            blocked_users_messages_visibility: BlockedMessagesVisibility::DoNotShowMessages,
+            show_situation_reactions: SituationReactions::Hide,
+        },
         "other fields are kept"
     );
-    assert_eq!(
-        v.blocked_users_messages_visibility,
-        BlockedMessagesVisibility::DoNotShowMessages
-    );
+    assert_eq!(s.settings(A).await.unwrap(), v);
     let many = s.settings_many(&[A.into(), B.into()]).await.unwrap();
     assert_eq!(many.len(), 1);
     assert_eq!(many[A].private_messages_privacy, Privacy::OnlyFriends);
 });
+
+on_both!(
+    concurrent_changes_to_different_settings_all_stick,
+    |s: Store| async move {
+        let s = Arc::new(s);
+        for round in 0..10 {
+            let user = format!("0x{:040x}", 1000 + round);
+            let (a, b, c) = tokio::join!(
+                s.upsert_settings(
+                    &user,
+                    SettingsChange {
+                        private_messages_privacy: Some(Privacy::OnlyFriends),
+                        ..Default::default()
+                    }
+                ),
+                s.upsert_settings(
+                    &user,
+                    SettingsChange {
+                        blocked_users_messages_visibility: Some(
+                            BlockedMessagesVisibility::DoNotShowMessages
+                        ),
+                        ..Default::default()
+                    }
+                ),
+                s.upsert_settings(
+                    &user,
+                    SettingsChange {
+                        show_situation_reactions: Some(SituationReactions::Hide),
+                        ..Default::default()
+                    }
+                ),
+            );
+            a.unwrap();
+            b.unwrap();
+            c.unwrap();
+            assert_eq!(
+                s.settings(&user).await.unwrap(),
+                SocialSettings {
+                    private_messages_privacy: Privacy::OnlyFriends,
+                    blocked_users_messages_visibility: BlockedMessagesVisibility::DoNotShowMessages,
+                    show_situation_reactions: SituationReactions::Hide,
+                },
+                "round {round}"
+            );
+        }
+    }
+);
 
 on_both!(request_accept_delete_and_history, |s: Store| async move {
     let applied = s

@@ -11,7 +11,8 @@ use futures_util::stream::BoxStream;
 use pchat_core::{Privacy, normalize_address, normalize_address_owned};
 use prost::Message;
 use social_core::{
-    Action, BlockedMessagesVisibility, FriendshipError, FriendshipStatus, status_for,
+    Action, BlockedMessagesVisibility, FriendshipError, FriendshipStatus, SettingsChange,
+    SituationReactions, status_for,
 };
 use social_proto::v2;
 use social_proto::{InternalServerError, InvalidFriendshipAction, InvalidRequest};
@@ -832,7 +833,27 @@ impl Social {
                 };
             }
         };
+        let reactions = match req
+            .show_situation_reactions
+            .map(v2::SituationReactionsVisibility::try_from)
+        {
+            None => None,
+            Some(Ok(v2::SituationReactionsVisibility::Show)) => Some(SituationReactions::Show),
+            Some(Ok(v2::SituationReactionsVisibility::Hide)) => Some(SituationReactions::Hide),
+            Some(Err(_)) => {
+                return v2::UpsertSocialSettingsResponse {
+                    response: Some(Response::InvalidRequest(invalid(
+                        "unknown show_situation_reactions",
+                    ))),
+                };
+            }
+        };
         let me = &ctx.address;
+        let change = SettingsChange {
+            private_messages_privacy: privacy,
+            blocked_users_messages_visibility: visibility,
+            show_situation_reactions: reactions,
+        };
         let result: Result<social_core::SocialSettings, String> = async {
             match privacy {
                 Some(Privacy::OnlyFriends) => {
@@ -840,19 +861,28 @@ impl Social {
                         .gatekeeper
                         .privacy_changed(me, Privacy::OnlyFriends)
                         .await;
-                    let keep = if told.is_ok() { privacy } else { None };
-                    let saved = self
-                        .store
-                        .upsert_settings(me, keep, visibility)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    // Not told: the other fields are still saved, the privacy is not.
+                    let change = if told.is_ok() {
+                        change
+                    } else {
+                        SettingsChange {
+                            private_messages_privacy: None,
+                            ..change
+                        }
+                    };
+                    let saved = if change.is_empty() {
+                        self.store.settings(me).await
+                    } else {
+                        self.store.upsert_settings(me, change).await
+                    }
+                    .map_err(|e| e.to_string())?;
                     told.map_err(|e| e.to_string())?;
                     Ok(saved)
                 }
                 Some(Privacy::All) => {
                     let saved = self
                         .store
-                        .upsert_settings(me, privacy, visibility)
+                        .upsert_settings(me, change)
                         .await
                         .map_err(|e| e.to_string())?;
                     self.gatekeeper
@@ -863,7 +893,7 @@ impl Social {
                 }
                 None => self
                     .store
-                    .upsert_settings(me, None, visibility)
+                    .upsert_settings(me, change)
                     .await
                     .map_err(|e| e.to_string()),
             }
@@ -948,7 +978,10 @@ fn settings_to_proto(s: &social_core::SocialSettings) -> v2::SocialSettings {
     v2::SocialSettings {
         private_messages_privacy: privacy_to_proto(s.private_messages_privacy),
         blocked_users_messages_visibility: visibility_to_proto(s.blocked_users_messages_visibility),
-        show_situation_reactions: 0,
+        show_situation_reactions: match s.show_situation_reactions {
+            SituationReactions::Show => v2::SituationReactionsVisibility::Show as i32,
+            SituationReactions::Hide => v2::SituationReactionsVisibility::Hide as i32,
+        },
     }
 }
 
