@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod gatekeeper;
+pub mod presence;
 pub mod profiles;
 pub mod service;
 
@@ -143,7 +144,15 @@ impl App {
             ),
             None => Arc::new(profiles::DerivedProfiles),
         };
-        let social = Arc::new(Social::new(store, bus, gatekeeper, cache, profiles));
+        let presence = match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => presence::Presence::with_redis(url)
+                .await
+                .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?,
+            None => presence::Presence::default(),
+        };
+        let social = Arc::new(Social::new(
+            store, bus, gatekeeper, cache, profiles, presence,
+        ));
         social.spawn_cache_listener();
         let rpc = RpcServer::new(
             Arc::new(AuthFrame::default()),

@@ -1,9 +1,8 @@
 //! The SocialService procedures: decode the request, apply the domain rules through the store,
 //! publish updates, encode the response. Business errors travel inside the response's `oneof`.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use dcl_rpc_server::{CallContext, Module, Payload, Procedure, RpcError};
 use futures_util::StreamExt;
@@ -22,6 +21,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::bus::{Bus, Update};
 use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
 use crate::gatekeeper::GatekeeperNotifier;
+use crate::presence::Presence;
 use crate::profiles::{Profile, ProfileSource};
 
 /// Most addresses in one GetPrivateMessagesSettings call.
@@ -38,7 +38,7 @@ pub struct Social {
     pub gatekeeper: Arc<dyn GatekeeperNotifier>,
     pub cache: Arc<ReadCache>,
     pub profiles: Arc<dyn ProfileSource>,
-    online: Mutex<HashMap<String, usize>>,
+    presence: Presence,
 }
 
 fn internal(e: impl std::fmt::Display) -> InternalServerError {
@@ -170,6 +170,7 @@ impl Social {
         gatekeeper: Arc<dyn GatekeeperNotifier>,
         cache: Arc<ReadCache>,
         profiles: Arc<dyn ProfileSource>,
+        presence: Presence,
     ) -> Self {
         Social {
             store,
@@ -177,7 +178,7 @@ impl Social {
             gatekeeper,
             cache,
             profiles,
-            online: Mutex::new(HashMap::new()),
+            presence,
         }
     }
 
@@ -329,50 +330,24 @@ impl Social {
 
     // ---------------------------------------------------------------- presence
 
-    /// A user's first connection makes them online to their friends.
+    /// A user's first connection (on any instance) makes them online to their friends.
     pub async fn connected(&self, address: &str) {
-        let first = {
-            let Ok(mut online) = self.online.lock() else {
-                return;
-            };
-            let n = online.entry(address.to_owned()).or_insert(0);
-            *n += 1;
-            *n == 1
-        };
-        if first {
+        if self.presence.joined(address).await {
             self.announce(address, v2::ConnectivityStatus::Online).await;
         }
     }
 
-    /// A user's last connection closing makes them offline.
+    /// A user's last connection (on any instance) closing makes them offline.
     pub async fn disconnected(&self, address: &str) {
-        let last = {
-            let Ok(mut online) = self.online.lock() else {
-                return;
-            };
-            match online.get_mut(address) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    online.remove(address);
-                    true
-                }
-                None => false,
-            }
-        };
-        if last {
+        if self.presence.left(address).await {
             self.announce(address, v2::ConnectivityStatus::Offline)
                 .await;
         }
     }
 
-    pub fn is_online(&self, address: &str) -> bool {
-        self.online
-            .lock()
-            .map(|o| o.contains_key(address))
-            .unwrap_or(false)
+    /// Whether `address` holds a connection to this instance.
+    pub async fn is_connected_here(&self, address: &str) -> bool {
+        self.presence.here(address).await
     }
 
     async fn announce(&self, address: &str, status: v2::ConnectivityStatus) {

@@ -280,3 +280,78 @@ async fn cached_reads_follow_changes_made_on_another_instance() {
         .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .status();
 }
+
+/// (address, status) of a connectivity update.
+fn connectivity(item: &[u8]) -> (String, i32) {
+    let u = v2::FriendConnectivityUpdate::decode(item).expect("decodes");
+    (u.friend.map(|f| f.address).unwrap_or_default(), u.status)
+}
+
+/// Online means "holds a connection to any instance": X connected to A and B stays online to
+/// Y when the B connection closes, goes offline when the last one closes, and comes back online
+/// through B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_connections_on_every_instance() {
+    use std::time::Duration;
+    let redis = RedisServer::start().await.expect("redis-server");
+    let (db, admin, name) = fresh_postgres();
+    let mut config = SocialConfig::new(&db);
+    config.redis_url = Some(redis.url());
+    let a = instance(&config).await;
+    let b = instance(&config).await;
+    let online = v2::ConnectivityStatus::Online as i32;
+    let offline = v2::ConnectivityStatus::Offline as i32;
+
+    let xw = authchain::Wallet::random();
+    let mut x_a = Client::connect(&a, &xw).await;
+    let mut y_a = Client::connect(&a, &authchain::Wallet::random()).await;
+    let x = x_a.address.clone();
+    let y = y_a.address.clone();
+    let _: v2::UpsertFriendshipResponse = x_a
+        .call("UpsertFriendship", &request_to(&y))
+        .await
+        .expect("call");
+    let accept = v2::UpsertFriendshipPayload {
+        action: Some(v2::upsert_friendship_payload::Action::Accept(
+            v2::upsert_friendship_payload::AcceptPayload {
+                user: Some(v2::User { address: x.clone() }),
+            },
+        )),
+    };
+    let _: v2::UpsertFriendshipResponse =
+        y_a.call("UpsertFriendship", &accept).await.expect("call");
+    let stream = y_a.subscribe("SubscribeToFriendConnectivityUpdates").await;
+    y_a.ack(stream, 0).await;
+
+    // A second connection on B, then closing it: X never stopped being online.
+    let x_b = Client::connect(&b, &xw).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(x_b);
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), y_a.item()).await;
+    assert!(
+        quiet.is_err(),
+        "no connectivity change expected, got {:?}",
+        quiet.map(|i| connectivity(&i))
+    );
+
+    // The last connection closes: offline.
+    drop(x_a);
+    let item = tokio::time::timeout(Duration::from_secs(10), y_a.item())
+        .await
+        .expect("offline in time");
+    assert_eq!(connectivity(&item), (x.clone(), offline));
+
+    // Back through instance B: online, delivered to Y on A over Redis.
+    let _x_b = Client::connect(&b, &xw).await;
+    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 1))
+        .await
+        .expect("online in time");
+    assert_eq!(connectivity(&item), (x, online));
+
+    drop(y_a);
+    let _ = std::process::Command::new("psql")
+        .arg(&admin)
+        .arg("-qc")
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .status();
+}

@@ -154,6 +154,12 @@ impl Client {
 
     /// Acknowledges `seq` on stream `number` and returns the next item's payload.
     pub async fn next_item(&mut self, number: u32, seq: u32) -> Vec<u8> {
+        self.ack(number, seq).await;
+        self.item().await
+    }
+
+    /// Acknowledges `seq` on stream `number` (the server then sends the next item).
+    pub async fn ack(&mut self, number: u32, seq: u32) {
         self.send(Frame::StreamAck(dcl_rpc_wire::StreamMessage {
             message_identifier: identifier(MessageType::StreamAck, number),
             port_id: 1,
@@ -163,6 +169,11 @@ impl Client {
             ack: true,
         }))
         .await;
+    }
+
+    /// The payload of the next stream item (cancel-safe: nothing is lost if dropped while
+    /// waiting).
+    pub async fn item(&mut self) -> Vec<u8> {
         match self.frame().await {
             Frame::StreamMessage(m) if !m.closed => m.payload,
             other => panic!("{other:?}"),
