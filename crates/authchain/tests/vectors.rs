@@ -11,7 +11,12 @@ fn vectors_path() -> PathBuf {
     if let Ok(dir) = std::env::var("PCHAT_SHARED_DIR") {
         return PathBuf::from(dir).join("vectors/authchain.json");
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/authchain.json")
+    // Cargo gives the crate's directory at run time; the compiled-in path is a fallback (a build
+    // cache shared between checkouts can hand us a binary compiled elsewhere).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.join("../../../shared/vectors/authchain.json")
 }
 
 fn load() -> Value {

@@ -32,9 +32,14 @@ pub enum HarnessError {
     Node(String),
 }
 
-/// The workspace root (two levels above this crate).
+/// The workspace root: two levels above the crate being tested. Cargo gives that crate's
+/// directory at run time; the path compiled in is only a fallback, because a build cache shared
+/// between two checkouts can hand one checkout a binary compiled in the other.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .ancestors()
         .nth(2)
         .map(Path::to_path_buf)
