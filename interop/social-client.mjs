@@ -14,7 +14,7 @@ import { Authenticator } from '@dcl/crypto'
 import pkg from '@dcl/protocol/out-js/decentraland/social_service/v2/social_service_v2.gen.js'
 import { createIdentity } from './identity.mjs'
 
-const { SocialServiceDefinition, PrivateMessagePrivacySetting, FriendshipStatus, SituationReactionsVisibility } = pkg
+const { SocialServiceDefinition, PrivateMessagePrivacySetting, FriendshipStatus, SituationReactionsVisibility, ConnectivityStatus } = pkg
 const url = process.argv[2]
 setTimeout(() => {
   console.error('scenario timed out')
@@ -161,10 +161,14 @@ check('a block ends the friendship', afterBlock.friends.length === 0, afterBlock
 const c = await connect()
 await c.social.upsertFriendship({ action: { $case: 'request', request: { user: { address: b.address } } } })
 await b.social.upsertFriendship({ action: { $case: 'accept', accept: { user: { address: c.address } } } })
+// A new subscription starts with the friends online now: C.
+const bOnlineNow = collect(b.social.subscribeToFriendConnectivityUpdates({}))
+const now = await waitFor(bOnlineNow, 'connectivity snapshot', (u) => u.friend?.address === c.address)
+check('a new connectivity subscription starts with the friends online', now.status === ConnectivityStatus.ONLINE, now)
 c.ws.close()
 await new Promise((r) => setTimeout(r, 300))
-const online = await waitFor(bOnline, 'connectivity update', (u) => u.friend?.address === c.address)
-check('friend connectivity pushed', online.friend.address === c.address, online)
+const offline = await waitFor(bOnline, 'connectivity update', (u) => u.friend?.address === c.address)
+check('friend connectivity pushed', offline.friend.address === c.address && offline.status === ConnectivityStatus.OFFLINE, offline)
 
 // Unblocking works and is pushed too.
 const unblock = await a.social.unblockUser({ user: { address: b.address } })

@@ -45,6 +45,25 @@ end
 return others
 "#;
 
+/// KEYS = users' presence hashes, ARGV[1] = the liveness key prefix. Returns 1 or 0 per key:
+/// whether a live instance (this one included) has that user.
+const ONLINE_SCRIPT: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = 0
+  for _, id in ipairs(redis.call('HKEYS', key)) do
+    if redis.call('EXISTS', ARGV[1] .. id) == 1 then
+      out[i] = 1
+      break
+    end
+  end
+end
+return out
+"#;
+
+/// Users asked about in one script run.
+const ONLINE_BATCH: usize = 500;
+
 /// Errors connecting to Redis.
 #[derive(Debug, thiserror::Error)]
 #[error("Redis: {0}")]
@@ -128,6 +147,41 @@ impl Presence {
     /// Whether `address` has a connection to this instance.
     pub async fn here(&self, address: &str) -> bool {
         self.local.lock().await.contains_key(address)
+    }
+
+    /// Which of `addresses` are online: connected here, or (with Redis) to a live instance.
+    pub async fn online_among(&self, addresses: &[String]) -> Vec<bool> {
+        let mut out: Vec<bool> = {
+            let local = self.local.lock().await;
+            addresses.iter().map(|a| local.contains_key(a)).collect()
+        };
+        let Some(shared) = &self.shared else {
+            return out;
+        };
+        let mut conn = shared.conn.clone();
+        for (chunk_index, chunk) in addresses.chunks(ONLINE_BATCH).enumerate() {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(ONLINE_SCRIPT).arg(chunk.len());
+            for a in chunk {
+                cmd.arg(format!("{PRESENCE_KEY}{a}"));
+            }
+            cmd.arg(INSTANCE_KEY);
+            let result: redis::RedisResult<Vec<i64>> = cmd.query_async(&mut conn).await;
+            match result {
+                Ok(flags) => {
+                    for (i, flag) in flags.into_iter().enumerate() {
+                        if let Some(slot) = out.get_mut(chunk_index * ONLINE_BATCH + i) {
+                            *slot |= flag == 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis presence unavailable; reporting this instance's connections");
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// Other live instances holding `address` after recording `op` (0 without Redis or when

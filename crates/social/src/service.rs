@@ -155,6 +155,39 @@ fn updates(social: &Arc<Social>, pick: fn(&Update) -> Option<Vec<u8>>) -> Proced
     })
 }
 
+/// Friend connectivity: first an ONLINE item for each friend online now (on any instance), then
+/// the changes. The subscription starts before the snapshot is taken, so no change is missed
+/// (one may repeat what the snapshot said).
+fn connectivity_updates(social: &Arc<Social>) -> Procedure {
+    let social = social.clone();
+    Procedure::server_stream(move |ctx, _payload| {
+        let rx = social.bus.subscribe();
+        let social = social.clone();
+        async move {
+            let me = ctx.address;
+            let online = social.online_friends(&me).await;
+            let snapshot = futures_util::stream::iter(online.into_iter().map(|friend| {
+                Ok(v2::FriendConnectivityUpdate {
+                    friend: Some(friend),
+                    status: v2::ConnectivityStatus::Online as i32,
+                }
+                .encode_to_vec())
+            }));
+            let live = BroadcastStream::new(rx).filter_map(move |item| {
+                let out = match item {
+                    Ok(env) if env.to == me => match &env.update {
+                        Update::Connectivity(c) => Some(Ok(c.encode_to_vec())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                async move { out }
+            });
+            Ok(snapshot.chain(live).boxed() as BoxStream<'static, Result<Payload, RpcError>>)
+        }
+    })
+}
+
 fn not_supported(name: &'static str) -> Procedure {
     Procedure::unary(move |_, _| async move {
         Err(RpcError::new(format!(
@@ -314,10 +347,7 @@ impl Social {
                     Update::Block(b) => Some(b.encode_to_vec()),
                     _ => None,
                 }),
-                "SubscribeToFriendConnectivityUpdates" => updates(s, |u| match u {
-                    Update::Connectivity(c) => Some(c.encode_to_vec()),
-                    _ => None,
-                }),
+                "SubscribeToFriendConnectivityUpdates" => connectivity_updates(s),
                 other => not_supported(other),
             };
             procedures.push(((*name).to_owned(), p));
@@ -343,6 +373,35 @@ impl Social {
             self.announce(address, v2::ConnectivityStatus::Offline)
                 .await;
         }
+    }
+
+    /// Profiles of `address`'s friends who are online now (at most `MAX_PAGE * 10` friends are
+    /// looked at; a store failure gives none).
+    pub async fn online_friends(&self, address: &str) -> Vec<v2::FriendProfile> {
+        let friends = match self.friend_list(address).await {
+            Ok(Some(list)) => list.as_slice().to_vec(),
+            Ok(None) => match self.store.friends(address, MAX_PAGE * 10, 0).await {
+                Ok((f, _)) => f,
+                Err(e) => {
+                    let _ = internal(e);
+                    return Vec::new();
+                }
+            },
+            Err(e) => {
+                let _ = internal(e);
+                return Vec::new();
+            }
+        };
+        let online: Vec<String> = self
+            .presence
+            .online_among(&friends)
+            .await
+            .into_iter()
+            .zip(friends)
+            .filter_map(|(on, f)| on.then_some(f))
+            .collect();
+        let profiles = self.profiles.profiles(&online).await;
+        online.iter().map(|f| profiles.get(f).friend()).collect()
     }
 
     /// Whether `address` holds a connection to this instance.

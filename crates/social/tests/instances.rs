@@ -289,7 +289,7 @@ fn connectivity(item: &[u8]) -> (String, i32) {
 
 /// Online means "holds a connection to any instance": X connected to A and B stays online to
 /// Y when the B connection closes, goes offline when the last one closes, and comes back online
-/// through B.
+/// through B; a new subscription starts with the friends online now, wherever they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_counts_connections_on_every_instance() {
     use std::time::Duration;
@@ -302,9 +302,9 @@ async fn presence_counts_connections_on_every_instance() {
     let online = v2::ConnectivityStatus::Online as i32;
     let offline = v2::ConnectivityStatus::Offline as i32;
 
-    let xw = authchain::Wallet::random();
+    let (xw, yw) = (authchain::Wallet::random(), authchain::Wallet::random());
     let mut x_a = Client::connect(&a, &xw).await;
-    let mut y_a = Client::connect(&a, &authchain::Wallet::random()).await;
+    let mut y_a = Client::connect(&a, &yw).await;
     let x = x_a.address.clone();
     let y = y_a.address.clone();
     let _: v2::UpsertFriendshipResponse = x_a
@@ -321,7 +321,12 @@ async fn presence_counts_connections_on_every_instance() {
     let _: v2::UpsertFriendshipResponse =
         y_a.call("UpsertFriendship", &accept).await.expect("call");
     let stream = y_a.subscribe("SubscribeToFriendConnectivityUpdates").await;
-    y_a.ack(stream, 0).await;
+    // The subscription starts with the friends online now.
+    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 0))
+        .await
+        .expect("snapshot in time");
+    assert_eq!(connectivity(&item), (x.clone(), online));
+    y_a.ack(stream, 1).await;
 
     // A second connection on B, then closing it: X never stopped being online.
     let x_b = Client::connect(&b, &xw).await;
@@ -343,12 +348,20 @@ async fn presence_counts_connections_on_every_instance() {
 
     // Back through instance B: online, delivered to Y on A over Redis.
     let _x_b = Client::connect(&b, &xw).await;
-    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 1))
+    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 2))
         .await
         .expect("online in time");
+    assert_eq!(connectivity(&item), (x.clone(), online));
+
+    // A new subscription starts with who is online now: X, connected only to B.
+    let mut y_a2 = Client::connect(&a, &yw).await;
+    let stream2 = y_a2.subscribe("SubscribeToFriendConnectivityUpdates").await;
+    let item = tokio::time::timeout(Duration::from_secs(10), y_a2.next_item(stream2, 0))
+        .await
+        .expect("snapshot in time");
     assert_eq!(connectivity(&item), (x, online));
 
-    drop(y_a);
+    drop((y_a, y_a2));
     let _ = std::process::Command::new("psql")
         .arg(&admin)
         .arg("-qc")
