@@ -1,18 +1,25 @@
-//! Updates for connected users (friendship, block, connectivity). Each subscriber keeps the
-//! events addressed to its user.
+//! Updates for connected users (friendship, block, connectivity) and cache invalidations.
 //!
-//! Without Redis the fan-out is an in-process broadcast. With `REDIS_URL`, every update is
-//! published on one Redis channel and every instance (this one included) delivers what it hears
-//! to its own connections, so a user connected to another instance gets it too. If Redis
-//! cannot take a publish, the update is still delivered locally.
+//! Delivery is routed by recipient: each stream subscribes for its own user and gets only what
+//! is addressed to that user, through its own bounded queue, so an update costs work for its
+//! recipient's streams only, however many users are connected. A stream that falls
+//! [`QUEUE`] updates behind loses the newest ones (logged and counted) rather than slowing
+//! everyone else. Cache invalidations go to the instance's internal listeners.
+//!
+//! Without Redis delivery is in-process. With `REDIS_URL`, every update is published on one
+//! Redis channel and every instance (this one included) delivers what it hears to its own
+//! subscribers, so a user connected to another instance gets it too. If Redis cannot take a
+//! publish, the update is still delivered locally.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use prost::Message;
 use social_proto::v2;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::cache::Invalidation;
 
@@ -75,17 +82,90 @@ impl Envelope {
     }
 }
 
+/// Updates a stream may have waiting before newer ones are dropped.
+pub const QUEUE: usize = 1024;
+
+/// One stream's queue, with the id that unsubscribes it.
+type Sink = (u64, mpsc::Sender<Arc<Envelope>>);
+
+/// Where envelopes are delivered on this instance.
+struct Hub {
+    users: Mutex<HashMap<String, Vec<Sink>>>,
+    internal: broadcast::Sender<Arc<Envelope>>,
+    next_id: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Hub {
+    fn new() -> Arc<Hub> {
+        Arc::new(Hub {
+            users: Mutex::new(HashMap::new()),
+            internal: broadcast::channel(4096).0,
+            next_id: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    fn deliver(&self, envelope: Arc<Envelope>) {
+        if matches!(envelope.update, Update::Invalidate(_)) {
+            let _ = self.internal.send(envelope);
+            return;
+        }
+        let Ok(users) = self.users.lock() else {
+            return;
+        };
+        for (_, tx) in users.get(&envelope.to).into_iter().flatten() {
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(envelope.clone()) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(user = %envelope.to, "update stream {QUEUE} behind; update dropped");
+            }
+        }
+    }
+}
+
+/// The updates addressed to one user, as a stream; unsubscribes when dropped.
+pub struct Subscription {
+    id: u64,
+    user: String,
+    rx: mpsc::Receiver<Arc<Envelope>>,
+    hub: Arc<Hub>,
+}
+
+impl futures_util::Stream for Subscription {
+    type Item = Arc<Envelope>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let Ok(mut users) = self.hub.users.lock() else {
+            return;
+        };
+        if let Some(list) = users.get_mut(&self.user) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                users.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// The fan-out.
 #[derive(Clone)]
 pub struct Bus {
-    local: broadcast::Sender<Arc<Envelope>>,
+    hub: Arc<Hub>,
     redis: Option<redis::aio::MultiplexedConnection>,
 }
 
 impl Default for Bus {
     fn default() -> Self {
         Bus {
-            local: broadcast::channel(4096).0,
+            hub: Hub::new(),
             redis: None,
         }
     }
@@ -105,13 +185,13 @@ impl Bus {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| BusError(e.to_string()))?;
-        let local = broadcast::channel(4096).0;
+        let hub = Hub::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(relay(client, local.clone(), ready_tx));
+        tokio::spawn(relay(client, Arc::downgrade(&hub), ready_tx));
         // Wait for the subscription so that nothing published from now on is missed.
         let _ = tokio::time::timeout(Duration::from_secs(5), ready_rx).await;
         Ok(Bus {
-            local,
+            hub,
             redis: Some(conn),
         })
     }
@@ -135,22 +215,47 @@ impl Bus {
                 }
             }
         }
-        let _ = self.local.send(Arc::new(envelope));
+        self.hub.deliver(Arc::new(envelope));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
-        self.local.subscribe()
+    /// The updates addressed to `user`.
+    pub fn subscribe(&self, user: &str) -> Subscription {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let id = self.hub.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut users) = self.hub.users.lock() {
+            users.entry(user.to_owned()).or_default().push((id, tx));
+        }
+        Subscription {
+            id,
+            user: user.to_owned(),
+            rx,
+            hub: self.hub.clone(),
+        }
+    }
+
+    /// Cache invalidations, for this instance's own listeners.
+    pub fn invalidations(&self) -> broadcast::Receiver<Arc<Envelope>> {
+        self.hub.internal.subscribe()
+    }
+
+    /// Updates dropped because a stream was too far behind.
+    pub fn dropped(&self) -> u64 {
+        self.hub.dropped.load(Ordering::Relaxed)
     }
 }
 
+/// Relays the Redis channel to this instance's hub until the hub is gone.
 async fn relay(
     client: redis::Client,
-    local: broadcast::Sender<Arc<Envelope>>,
+    hub: std::sync::Weak<Hub>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     let mut subscribed_before = false;
     loop {
+        if hub.strong_count() == 0 {
+            return;
+        }
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if let Err(e) = pubsub.subscribe(CHANNEL).await {
@@ -162,7 +267,8 @@ async fn relay(
                     if subscribed_before {
                         // Whatever was published while we were away is lost: caches must not
                         // trust anything they hold.
-                        let _ = local.send(Arc::new(Envelope {
+                        let Some(hub) = hub.upgrade() else { return };
+                        hub.deliver(Arc::new(Envelope {
                             to: String::new(),
                             update: Update::Invalidate(Invalidation::All),
                         }));
@@ -173,7 +279,8 @@ async fn relay(
                         let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
                         match Envelope::decode(&payload) {
                             Some(env) => {
-                                let _ = local.send(Arc::new(env));
+                                let Some(hub) = hub.upgrade() else { return };
+                                hub.deliver(Arc::new(env));
                             }
                             None => tracing::warn!("undecodable update on the Redis channel"),
                         }
@@ -190,6 +297,74 @@ async fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
+
+    fn block(to: &str, from: &str) -> Update {
+        let _ = to;
+        Update::Block(v2::BlockUpdate {
+            address: from.into(),
+            is_blocked: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn updates_reach_only_their_recipients_streams() {
+        let bus = Bus::default();
+        let mut a1 = bus.subscribe("0xa");
+        let mut a2 = bus.subscribe("0xa");
+        let mut b = bus.subscribe("0xb");
+        bus.publish("0xa", block("0xa", "0xc")).await;
+        for s in [&mut a1, &mut a2] {
+            let got = tokio::time::timeout(Duration::from_secs(1), s.next())
+                .await
+                .expect("in time")
+                .expect("open");
+            assert_eq!(got.to, "0xa");
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), b.next())
+                .await
+                .is_err(),
+            "0xb gets nothing"
+        );
+        // Dropping a stream unsubscribes it; the others keep working.
+        drop(a1);
+        bus.publish("0xa", block("0xa", "0xd")).await;
+        assert!(a2.next().await.is_some());
+        drop((a2, b));
+        assert!(bus.hub.users.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stream_too_far_behind_loses_updates_and_others_do_not_wait() {
+        let bus = Bus::default();
+        let slow = bus.subscribe("0xa");
+        let mut other = bus.subscribe("0xb");
+        for _ in 0..QUEUE + 5 {
+            bus.publish("0xa", block("0xa", "0xc")).await;
+        }
+        bus.publish("0xb", block("0xb", "0xc")).await;
+        assert!(other.next().await.is_some());
+        assert_eq!(bus.dropped(), 5);
+        drop(slow);
+    }
+
+    #[tokio::test]
+    async fn invalidations_go_to_internal_listeners() {
+        let bus = Bus::default();
+        let mut user = bus.subscribe("0xa");
+        let mut internal = bus.invalidations();
+        bus.publish("0xa", Update::Invalidate(Invalidation::Friends))
+            .await;
+        let got = internal.recv().await.expect("invalidation");
+        assert_eq!(got.update, Update::Invalidate(Invalidation::Friends));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), user.next())
+                .await
+                .is_err(),
+            "clients never see invalidations"
+        );
+    }
 
     #[test]
     fn envelopes_round_trip_and_garbage_is_refused() {

@@ -246,12 +246,16 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
          social_cache_hits_total {}\n\
          # HELP social_cache_misses_total Settings and friend-list reads that went to the database.\n\
          # TYPE social_cache_misses_total counter\n\
-         social_cache_misses_total {}\n",
+         social_cache_misses_total {}\n\
+         # HELP social_updates_dropped_total Updates dropped because a client's stream was too far behind.\n\
+         # TYPE social_updates_dropped_total counter\n\
+         social_updates_dropped_total {}\n",
         app.rpc.connections(),
         app.rpc.active_streams(),
         app.started.elapsed().as_secs(),
         cache.hits,
-        cache.misses
+        cache.misses,
+        app.social.bus.dropped()
     );
     (
         [(

@@ -16,7 +16,6 @@ use social_core::{
 use social_proto::v2;
 use social_proto::{InternalServerError, InvalidFriendshipAction, InvalidRequest};
 use social_store::{Store, StoreError};
-use tokio_stream::wrappers::BroadcastStream;
 
 use crate::bus::{Bus, Update};
 use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
@@ -140,14 +139,10 @@ where
 fn updates(social: &Arc<Social>, pick: fn(&Update) -> Option<Vec<u8>>) -> Procedure {
     let social = social.clone();
     Procedure::server_stream(move |ctx, _payload| {
-        let rx = social.bus.subscribe();
+        let subscription = social.bus.subscribe(&ctx.address);
         async move {
-            let me = ctx.address;
-            let s = BroadcastStream::new(rx).filter_map(move |item| {
-                let out = match item {
-                    Ok(env) if env.to == me => pick(&env.update).map(Ok),
-                    _ => None,
-                };
+            let s = subscription.filter_map(move |env| {
+                let out = pick(&env.update).map(Ok);
                 async move { out }
             });
             Ok(s.boxed() as BoxStream<'static, Result<Payload, RpcError>>)
@@ -161,11 +156,10 @@ fn updates(social: &Arc<Social>, pick: fn(&Update) -> Option<Vec<u8>>) -> Proced
 fn connectivity_updates(social: &Arc<Social>) -> Procedure {
     let social = social.clone();
     Procedure::server_stream(move |ctx, _payload| {
-        let rx = social.bus.subscribe();
+        let subscription = social.bus.subscribe(&ctx.address);
         let social = social.clone();
         async move {
-            let me = ctx.address;
-            let online = social.online_friends(&me).await;
+            let online = social.online_friends(&ctx.address).await;
             let snapshot = futures_util::stream::iter(online.into_iter().map(|friend| {
                 Ok(v2::FriendConnectivityUpdate {
                     friend: Some(friend),
@@ -173,12 +167,9 @@ fn connectivity_updates(social: &Arc<Social>) -> Procedure {
                 }
                 .encode_to_vec())
             }));
-            let live = BroadcastStream::new(rx).filter_map(move |item| {
-                let out = match item {
-                    Ok(env) if env.to == me => match &env.update {
-                        Update::Connectivity(c) => Some(Ok(c.encode_to_vec())),
-                        _ => None,
-                    },
+            let live = subscription.filter_map(|env| {
+                let out = match &env.update {
+                    Update::Connectivity(c) => Some(Ok(c.encode_to_vec())),
                     _ => None,
                 };
                 async move { out }
@@ -218,7 +209,7 @@ impl Social {
     /// Drops cache entries on every instance when the bus says so. Runs until the bus closes.
     pub fn spawn_cache_listener(&self) {
         let cache = self.cache.clone();
-        let mut rx = self.bus.subscribe();
+        let mut rx = self.bus.invalidations();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
