@@ -117,6 +117,7 @@ fn help_lists_every_variable_with_its_default() {
         "CATALYST_LAMBDAS_URL",
         "WS_AUTH_TIMEOUT_SECONDS",
         "SOCIAL_CACHE_TTL_SECONDS",
+        "SOCIAL_PRESENCE_TTL_SECONDS",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }

@@ -46,6 +46,11 @@ pub struct SocialConfig {
     /// them at once on every instance; this bounds staleness only if Redis loses a message.
     #[arg(long, env = "SOCIAL_CACHE_TTL_SECONDS", default_value_t = 60)]
     pub cache_ttl_secs: u64,
+
+    /// With REDIS_URL: seconds after which an instance that stopped refreshing its liveness
+    /// counts as dead, and its users as offline (refreshed every third of it).
+    #[arg(long, env = "SOCIAL_PRESENCE_TTL_SECONDS", default_value_t = 30)]
+    pub presence_ttl_secs: u64,
 }
 
 impl SocialConfig {
@@ -61,6 +66,7 @@ impl SocialConfig {
             catalyst_lambdas_url: None,
             ws_auth_timeout_secs: 300,
             cache_ttl_secs: 60,
+            presence_ttl_secs: 30,
         }
     }
 }

@@ -145,15 +145,18 @@ impl App {
             None => Arc::new(profiles::DerivedProfiles),
         };
         let presence = match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
-            Some(url) => presence::Presence::with_redis(url)
-                .await
-                .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?,
+            Some(url) => {
+                presence::Presence::with_redis(url, Duration::from_secs(config.presence_ttl_secs))
+                    .await
+                    .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?
+            }
             None => presence::Presence::default(),
         };
         let social = Arc::new(Social::new(
             store, bus, gatekeeper, cache, profiles, presence,
         ));
         social.spawn_cache_listener();
+        social.spawn_presence_upkeep();
         let rpc = RpcServer::new(
             Arc::new(AuthFrame::default()),
             ServerConfig {

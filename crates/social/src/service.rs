@@ -351,6 +351,30 @@ impl Social {
 
     // ---------------------------------------------------------------- presence
 
+    /// With Redis: keeps this instance alive in the shared presence and announces the users of
+    /// instances that died as offline (see [`crate::presence`]). Stops when the service is gone.
+    pub fn spawn_presence_upkeep(self: &Arc<Self>) {
+        let Some(period) = self.presence.upkeep_period() else {
+            return;
+        };
+        let social = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(social) = social.upgrade() else {
+                    return;
+                };
+                let found = social.presence.upkeep().await;
+                for user in &found.offline {
+                    social.announce(user, v2::ConnectivityStatus::Offline).await;
+                }
+                for user in &found.online {
+                    social.announce(user, v2::ConnectivityStatus::Online).await;
+                }
+            }
+        });
+    }
+
     /// A user's first connection (on any instance) makes them online to their friends.
     pub async fn connected(&self, address: &str) {
         if self.presence.joined(address).await {

@@ -368,3 +368,80 @@ async fn presence_counts_connections_on_every_instance() {
         .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .status();
 }
+
+/// An instance on its own runtime and thread; sending on the returned channel kills it as a
+/// crash would (its tasks stop where they are: no connection is closed cleanly, no hook runs,
+/// its liveness in Redis is no longer refreshed).
+fn killable_instance(config: SocialConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let url = instance(&config).await;
+            let _ = url_tx.send(url);
+            let _ = kill_rx.await;
+        });
+        rt.shutdown_background();
+    });
+    let url = url_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("instance started");
+    (url, kill_tx)
+}
+
+/// An instance dies with a user connected only to it: once its liveness expires, another
+/// instance announces that user offline to their friends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_dead_instance_go_offline() {
+    use std::time::Duration;
+    let redis = RedisServer::start().await.expect("redis-server");
+    let (db, admin, name) = fresh_postgres();
+    let mut config = SocialConfig::new(&db);
+    config.redis_url = Some(redis.url());
+    config.presence_ttl_secs = 3;
+    let a = instance(&config).await;
+    let (b, kill_b) = killable_instance(config.clone());
+
+    let mut x_b = Client::connect(&b, &authchain::Wallet::random()).await;
+    let mut y_a = Client::connect(&a, &authchain::Wallet::random()).await;
+    let x = x_b.address.clone();
+    let y = y_a.address.clone();
+    let _: v2::UpsertFriendshipResponse = x_b
+        .call("UpsertFriendship", &request_to(&y))
+        .await
+        .expect("call");
+    let accept = v2::UpsertFriendshipPayload {
+        action: Some(v2::upsert_friendship_payload::Action::Accept(
+            v2::upsert_friendship_payload::AcceptPayload {
+                user: Some(v2::User { address: x.clone() }),
+            },
+        )),
+    };
+    let _: v2::UpsertFriendshipResponse =
+        y_a.call("UpsertFriendship", &accept).await.expect("call");
+    let stream = y_a.subscribe("SubscribeToFriendConnectivityUpdates").await;
+    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 0))
+        .await
+        .expect("snapshot in time");
+    let online = v2::ConnectivityStatus::Online as i32;
+    let offline = v2::ConnectivityStatus::Offline as i32;
+    assert_eq!(connectivity(&item), (x.clone(), online));
+
+    let _ = kill_b.send(());
+    let item = tokio::time::timeout(Duration::from_secs(20), y_a.next_item(stream, 1))
+        .await
+        .expect("offline once B's liveness expired");
+    assert_eq!(connectivity(&item), (x, offline));
+
+    drop((x_b, y_a));
+    let _ = std::process::Command::new("psql")
+        .arg(&admin)
+        .arg("-qc")
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .status();
+}
