@@ -85,9 +85,13 @@ pub async fn connect(
         .parse()
         .map_err(|_| ConnectError::Signal("token is not a valid header value".into()))?;
     request.headers_mut().insert("authorization", bearer);
+    // tungstenite allocates its read buffer up front (128 KiB by default) and zero-fills it
+    // before each read; signalling messages are small, so 8 KiB is plenty (larger ones are read
+    // in several steps).
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_SIGNAL_FRAME))
-        .max_frame_size(Some(MAX_SIGNAL_FRAME));
+        .max_frame_size(Some(MAX_SIGNAL_FRAME))
+        .read_buffer_size(8 * 1024);
     match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
