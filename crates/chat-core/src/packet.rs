@@ -1,0 +1,163 @@
+//! A private message on the wire.
+//!
+//! The reference client sends `decentraland.kernel.comms.rfc4.Packet { chat = 5: Chat { message
+//! = 1, timestamp = 2 (double, an OLE date), forwarded_from = 3 (optional, left empty) },
+//! protocol_version = 11 }` with protocol version 100, reliably, with the LiveKit topic and the
+//! destination identity set to the recipient's address; it drops packets of any other protocol
+//! version. The types below are our own declaration of that subset of the protocol (the other
+//! `Packet` variants are unknown fields here, so such a packet decodes with no message).
+
+use std::time::SystemTime;
+
+use prost::Message;
+
+use crate::ole;
+
+/// The protocol version of private messages.
+pub const PROTOCOL_VERSION: u32 = 100;
+/// Longest message text we send or accept (LiveKit keeps a reliable data packet under 15 KiB;
+/// the reference has no protocol limit, its input box limits the length).
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+
+/// `rfc4.Packet`, with only the `chat` variant of its `message`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Packet {
+    #[prost(oneof = "PacketMessage", tags = "5")]
+    pub message: Option<PacketMessage>,
+    #[prost(uint32, tag = "11")]
+    pub protocol_version: u32,
+}
+
+/// `Packet.message`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum PacketMessage {
+    #[prost(message, tag = "5")]
+    Chat(Chat),
+}
+
+/// `rfc4.Chat`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Chat {
+    #[prost(string, tag = "1")]
+    pub message: String,
+    #[prost(double, tag = "2")]
+    pub timestamp: f64,
+    #[prost(string, optional, tag = "3")]
+    pub forwarded_from: Option<String>,
+}
+
+/// Why a payload is not a private message we accept.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PacketError {
+    #[error("not a comms packet: {0}")]
+    Undecodable(String),
+    #[error("not a chat packet")]
+    NotChat,
+    #[error("protocol version {0}, expected {PROTOCOL_VERSION}")]
+    WrongVersion(u32),
+    #[error("empty message")]
+    Empty,
+    #[error("message of {0} bytes is over the {MAX_TEXT_BYTES}-byte limit")]
+    TooLong(usize),
+}
+
+/// A decoded private message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub text: String,
+    /// When the sender says it was sent (`None` if the timestamp is not a sensible date).
+    pub sent_at: Option<SystemTime>,
+    /// The raw OLE timestamp, as sent.
+    pub timestamp: f64,
+}
+
+fn check_text(text: &str) -> Result<(), PacketError> {
+    if text.trim().is_empty() {
+        return Err(PacketError::Empty);
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(PacketError::TooLong(text.len()));
+    }
+    Ok(())
+}
+
+/// The payload for a private message sent at `now`.
+pub fn encode(text: &str, now: SystemTime) -> Result<Vec<u8>, PacketError> {
+    check_text(text)?;
+    Ok(Packet {
+        message: Some(PacketMessage::Chat(Chat {
+            message: text.to_owned(),
+            timestamp: ole::to_ole(now),
+            forwarded_from: None,
+        })),
+        protocol_version: PROTOCOL_VERSION,
+    }
+    .encode_to_vec())
+}
+
+/// The private message in a received payload.
+pub fn decode(payload: &[u8]) -> Result<ChatMessage, PacketError> {
+    let packet = Packet::decode(payload).map_err(|e| PacketError::Undecodable(e.to_string()))?;
+    if packet.protocol_version != PROTOCOL_VERSION {
+        return Err(PacketError::WrongVersion(packet.protocol_version));
+    }
+    let Some(PacketMessage::Chat(chat)) = packet.message else {
+        return Err(PacketError::NotChat);
+    };
+    check_text(&chat.message)?;
+    Ok(ChatMessage {
+        sent_at: ole::from_ole(chat.timestamp),
+        timestamp: chat.timestamp,
+        text: chat.message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn round_trip() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_150_000);
+        let bytes = encode("hola 👋", now).expect("encode");
+        let m = decode(&bytes).expect("decode");
+        assert_eq!(m.text, "hola 👋");
+        assert_eq!(m.timestamp, ole::to_ole(now));
+        assert!(m.sent_at.is_some());
+    }
+
+    #[test]
+    fn bad_payloads_are_refused_with_a_reason() {
+        assert!(matches!(
+            decode(&[0xff, 0xff, 0xff]),
+            Err(PacketError::Undecodable(_))
+        ));
+        // Protocol version 100 but no chat (e.g. a position packet: field 1).
+        let position = [0x0a, 0x00, 0x58, 100];
+        assert_eq!(decode(&position), Err(PacketError::NotChat));
+        let old = Packet {
+            message: Some(PacketMessage::Chat(Chat {
+                message: "hi".into(),
+                timestamp: 45_000.0,
+                forwarded_from: None,
+            })),
+            protocol_version: 11,
+        }
+        .encode_to_vec();
+        assert_eq!(decode(&old), Err(PacketError::WrongVersion(11)));
+        assert_eq!(encode("  ", SystemTime::now()), Err(PacketError::Empty));
+        let long = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert_eq!(
+            encode(&long, SystemTime::now()),
+            Err(PacketError::TooLong(MAX_TEXT_BYTES + 1))
+        );
+        let mut weird_time =
+            Packet::decode(encode("hi", SystemTime::now()).expect("e").as_slice()).expect("d");
+        if let Some(PacketMessage::Chat(c)) = &mut weird_time.message {
+            c.timestamp = f64::NAN;
+        }
+        let m = decode(&weird_time.encode_to_vec()).expect("a NaN time is not fatal");
+        assert_eq!(m.sent_at, None);
+    }
+}

@@ -1,0 +1,37 @@
+// The official comms codec (@dcl/protocol rfc4.Packet) for the chat-core wire tests.
+//
+//   node rfc4.mjs encode-chat <text> <timestamp> <protocol_version>  → hex of the Packet
+//   node rfc4.mjs encode-position                                     → hex of a position Packet
+//   node rfc4.mjs decode <hex>                                        → JSON of the Packet
+import pkg from '@dcl/protocol/out-js/decentraland/kernel/comms/rfc4/comms.gen.js'
+
+const { Packet } = pkg
+const [mode, ...args] = process.argv.slice(2)
+const hex = (bytes) => Buffer.from(bytes).toString('hex')
+
+if (mode === 'encode-chat') {
+  const [message, timestamp, version] = args
+  const bytes = Packet.encode({
+    message: { $case: 'chat', chat: { message, timestamp: Number(timestamp) } },
+    protocolVersion: Number(version)
+  }).finish()
+  console.log(hex(bytes))
+} else if (mode === 'encode-position') {
+  const bytes = Packet.encode({
+    message: { $case: 'position', position: { index: 1, positionX: 1, positionY: 2, positionZ: 3, rotationX: 0, rotationY: 0, rotationZ: 0, rotationW: 1 } },
+    protocolVersion: 100
+  }).finish()
+  console.log(hex(bytes))
+} else if (mode === 'decode') {
+  const p = Packet.decode(Buffer.from(args[0], 'hex'))
+  console.log(JSON.stringify({
+    case: p.message?.$case ?? null,
+    message: p.message?.chat?.message ?? null,
+    timestamp: p.message?.chat?.timestamp ?? null,
+    forwardedFrom: p.message?.chat?.forwardedFrom ?? null,
+    protocolVersion: p.protocolVersion
+  }))
+} else {
+  console.error('usage: rfc4.mjs encode-chat|encode-position|decode …')
+  process.exit(2)
+}
