@@ -6,10 +6,11 @@
 //   {"event":"connected","identity":…,"metadata":…,"participants":[{identity,metadata}…]}
 //   {"event":"metadata","identity":…,"metadata":…}        (any participant, including me)
 //   {"event":"joined"|"left","identity":…}
-//   {"event":"data","from":…,"topic":…,"payload":…(utf8),"kind":…}
+//   {"event":"data","from":…,"topic":…,"payload":…(utf8),"payloadHex":…,"kind":…}
 //   {"event":"sent","id":…} / {"event":"error","message":…}
 // Reads commands from stdin, one JSON object per line:
 //   {"cmd":"send","id":…,"payload":"text","destinations":["0x…"],"topic":"…","reliable":true}
+//     (or "payloadHex":"…" instead of "payload" for binary data)
 //   {"cmd":"leave"}
 // Leaves and exits when stdin closes, and after LK_MAX_SECONDS (default 120) in any case.
 import { Room, RoomEvent } from '@livekit/rtc-node'
@@ -38,7 +39,7 @@ room
   .on(RoomEvent.ParticipantConnected, (p) => out({ event: 'joined', identity: p.identity, metadata: p.metadata }))
   .on(RoomEvent.ParticipantDisconnected, (p) => out({ event: 'left', identity: p.identity }))
   .on(RoomEvent.DataReceived, (payload, p, kind, topic) =>
-    out({ event: 'data', from: p?.identity ?? null, topic: topic ?? null, kind, payload: Buffer.from(payload).toString('utf8') })
+    out({ event: 'data', from: p?.identity ?? null, topic: topic ?? null, kind, payload: Buffer.from(payload).toString('utf8'), payloadHex: Buffer.from(payload).toString('hex') })
   )
   .on(RoomEvent.Disconnected, (reason) => out({ event: 'disconnected', reason }))
 
@@ -67,7 +68,7 @@ rl.on('line', async (line) => {
   }
   if (cmd.cmd === 'send') {
     try {
-      await me.publishData(new TextEncoder().encode(cmd.payload), {
+      await me.publishData(cmd.payloadHex !== undefined ? new Uint8Array(Buffer.from(cmd.payloadHex, 'hex')) : new TextEncoder().encode(cmd.payload), {
         reliable: cmd.reliable ?? true,
         topic: cmd.topic,
         destination_identities: cmd.destinations ?? [],

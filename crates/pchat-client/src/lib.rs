@@ -1,0 +1,307 @@
+//! The private-chat client SDK.
+//!
+//! - [`GatekeeperTokens`]: LiveKit credentials for the shared private-messages room, fetched from
+//!   the gatekeeper with a signed `GET /private-messages/token` (metadata
+//!   `{"signer":"dcl:explorer"}`), fresh for every (re)connection, as the reference client does.
+//! - [`ChatClient`]: joins the room as a data-only participant ([`livekit_participant`]) and
+//!   sends a message to one wallet (reliable, destination and topic = the recipient's address,
+//!   the reference's `rfc4.Packet` with protocol version 100).
+//! - [`Inbox`]: what arrives, passed through [`chat_core::Filter`] against the current
+//!   [`SocialView`] (privacy setting, friends, blocks), which the caller keeps up to date.
+//!
+//! The rules live in `chat-core` (no I/O); this crate wires them to the network.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+pub use chat_core::{ChatMessage, Drop, Filter, RateLimit, RecipientState, SocialView};
+use livekit_participant::{
+    ConnectError, Credentials, Event, Events, Options, Participant, Reliability, SendError,
+    TokenSource,
+};
+use pchat_core::{Privacy, normalize_address};
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot join the chat room: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("cannot send: {0}")]
+    Send(#[from] SendError),
+    #[error("invalid recipient address {0:?}")]
+    BadRecipient(String),
+    #[error(transparent)]
+    Message(#[from] chat_core::PacketError),
+}
+
+/// Splits the gatekeeper's `adapter` (`livekit:<url>?access_token=<token>`).
+pub fn parse_adapter(adapter: &str) -> Result<Credentials, String> {
+    let rest = adapter
+        .strip_prefix("livekit:")
+        .ok_or_else(|| format!("adapter {adapter:?} does not start with \"livekit:\""))?;
+    let (url, query) = rest
+        .split_once('?')
+        .ok_or_else(|| "adapter has no query string".to_owned())?;
+    let token = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("access_token="))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "adapter has no access_token".to_owned())?;
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(format!("adapter URL {url:?} is not ws:// or wss://"));
+    }
+    Ok(Credentials {
+        url: url.to_owned(),
+        token: token.to_owned(),
+    })
+}
+
+/// Credentials from the gatekeeper, signed with the user's identity (ADR-44).
+pub struct GatekeeperTokens {
+    base: String,
+    identity: Arc<authchain::Identity>,
+    http: reqwest::Client,
+}
+
+impl GatekeeperTokens {
+    /// `base` is the gatekeeper's URL (e.g. `http://127.0.0.1:3000`).
+    pub fn new(base: &str, identity: authchain::Identity) -> Self {
+        GatekeeperTokens {
+            base: base.trim_end_matches('/').to_owned(),
+            identity: Arc::new(identity),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// One signed request for credentials.
+    pub async fn fetch(&self) -> Result<Credentials, String> {
+        fetch(&self.http, &self.base, &self.identity).await
+    }
+}
+
+async fn fetch(
+    http: &reqwest::Client,
+    base: &str,
+    identity: &authchain::Identity,
+) -> Result<Credentials, String> {
+    let path = "/private-messages/token";
+    let headers = identity.signed_fetch_headers(
+        "GET",
+        path,
+        authchain::now_ms(),
+        r#"{"signer":"dcl:explorer"}"#,
+    );
+    let mut req = http.get(format!("{base}{path}"));
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the gatekeeper at {base}: {e}"))?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("the gatekeeper answered {status}: {body}"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("gatekeeper answer is not JSON: {e}"))?;
+    let adapter = v["adapter"]
+        .as_str()
+        .ok_or_else(|| format!("gatekeeper answer has no adapter: {body}"))?;
+    parse_adapter(adapter)
+}
+
+impl TokenSource for GatekeeperTokens {
+    fn credentials(&self) -> livekit_participant::token::TokenFuture {
+        let (http, base, identity) = (self.http.clone(), self.base.clone(), self.identity.clone());
+        Box::pin(async move { fetch(&http, &base, &identity).await })
+    }
+}
+
+/// A connected chat user.
+pub struct ChatClient {
+    participant: Participant,
+    me: String,
+    view: Arc<RwLock<SocialView>>,
+}
+
+/// What arrives for the user, filtered.
+pub struct Inbox {
+    events: Events,
+    filter: Filter,
+    view: Arc<RwLock<SocialView>>,
+}
+
+/// One thing from the inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A message to show.
+    Message { from: String, message: ChatMessage },
+    /// A packet the filter dropped, and why (for logs and counters; not to be shown).
+    Dropped { from: String, reason: Drop },
+}
+
+impl ChatClient {
+    /// Joins the room with credentials from `tokens` as `me` (the wallet the tokens are for);
+    /// `view` is the starting social state ([`ChatClient::set_social_view`] updates it).
+    pub async fn connect(
+        tokens: impl TokenSource,
+        me: &str,
+        view: SocialView,
+        filter: Filter,
+    ) -> Result<(ChatClient, Inbox), ClientError> {
+        let me = normalize_address(me).map_err(|_| ClientError::BadRecipient(me.to_owned()))?;
+        let view = Arc::new(RwLock::new(SocialView {
+            me: me.clone(),
+            ..view
+        }));
+        let (participant, events) = Participant::connect(tokens, Options::default()).await?;
+        Ok((
+            ChatClient {
+                participant,
+                me,
+                view: view.clone(),
+            },
+            Inbox {
+                events,
+                filter,
+                view,
+            },
+        ))
+    }
+
+    /// My address.
+    pub fn address(&self) -> &str {
+        &self.me
+    }
+
+    /// Replaces the social state the inbox filters with (`me` is kept).
+    pub fn set_social_view(&self, view: SocialView) {
+        if let Ok(mut v) = self.view.write() {
+            *v = SocialView {
+                me: self.me.clone(),
+                ..view
+            };
+        }
+    }
+
+    /// Sends `text` to the wallet `to` (only that participant receives it).
+    pub async fn send(&self, to: &str, text: &str) -> Result<(), ClientError> {
+        let to = normalize_address(to).map_err(|_| ClientError::BadRecipient(to.to_owned()))?;
+        let payload = chat_core::packet::encode(text, SystemTime::now())?;
+        self.participant
+            .send(
+                &payload,
+                std::slice::from_ref(&to),
+                Some(&to),
+                Reliability::Reliable,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `to` can be written to now (see [`chat_core::recipient`]).
+    pub async fn recipient_state(&self, to: &str) -> RecipientState {
+        let Ok(to) = normalize_address(to) else {
+            return RecipientState::Disconnected;
+        };
+        let present = self.participant.participant(&to).await;
+        let (my_privacy, is_friend, i_blocked, blocked_me) = match self.view.read() {
+            Ok(v) => (
+                v.privacy,
+                v.friends.contains(&to),
+                v.blocked.contains(&to),
+                v.blocked_by.contains(&to),
+            ),
+            Err(_) => (Privacy::All, false, false, false),
+        };
+        chat_core::recipient_state(
+            my_privacy,
+            chat_core::recipient::RecipientFacts {
+                in_room: present.is_some(),
+                their_privacy: present
+                    .and_then(|p| Privacy::from_participant_metadata(&p.metadata)),
+                is_friend,
+                i_blocked,
+                blocked_me,
+            },
+        )
+    }
+
+    /// Leaves the room.
+    pub async fn leave(self) {
+        self.participant.leave().await;
+    }
+}
+
+impl Inbox {
+    /// The next data packet, judged; `None` once the client is gone. Other room events are
+    /// skipped.
+    pub async fn next(&mut self) -> Option<Received> {
+        loop {
+            let Event::Data(packet) = self.events.recv().await? else {
+                continue;
+            };
+            let view = match self.view.read() {
+                Ok(v) => v.clone(),
+                Err(_) => continue,
+            };
+            let verdict = self.filter.check(
+                &view,
+                chat_core::Incoming {
+                    sender: &packet.sender,
+                    topic: packet.topic.as_deref().unwrap_or(""),
+                    payload: &packet.payload,
+                },
+                Instant::now(),
+            );
+            return Some(match verdict {
+                Ok(message) => Received::Message {
+                    from: packet.sender.to_ascii_lowercase(),
+                    message,
+                },
+                Err(reason) => Received::Dropped {
+                    from: packet.sender,
+                    reason,
+                },
+            });
+        }
+    }
+
+    /// [`Inbox::next`] with a time limit.
+    pub async fn next_timeout(&mut self, limit: std::time::Duration) -> Option<Received> {
+        tokio::time::timeout(limit, self.next())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapters_are_split_or_refused() {
+        let c = parse_adapter("livekit:wss://lk.example/x?access_token=abc.def").expect("ok");
+        assert_eq!(c.url, "wss://lk.example/x");
+        assert_eq!(c.token, "abc.def");
+        let c = parse_adapter("livekit:ws://127.0.0.1:7880?foo=1&access_token=t").expect("ok");
+        assert_eq!(
+            (c.url.as_str(), c.token.as_str()),
+            ("ws://127.0.0.1:7880", "t")
+        );
+        for bad in [
+            "ws://x?access_token=t",
+            "livekit:ws://x",
+            "livekit:ws://x?access_token=",
+            "livekit:http://x?access_token=t",
+        ] {
+            assert!(parse_adapter(bad).is_err(), "{bad}");
+        }
+    }
+}
