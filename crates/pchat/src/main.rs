@@ -45,6 +45,18 @@ enum Command {
         #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
         private_key: Option<String>,
     },
+    /// Show private chat working: three fresh wallets join the room through the gatekeeper;
+    /// Alice writes to Bob (only Bob receives it), then Bob accepts only friends and Alice's next
+    /// message is filtered out.
+    Demo {
+        /// Gatekeeper base URL.
+        #[arg(
+            long,
+            env = "PCHAT_GATEKEEPER_URL",
+            default_value = "http://127.0.0.1:3000"
+        )]
+        gatekeeper: String,
+    },
     /// Print signed-fetch headers (ADR-44) for a request, as JSON, with a fresh random wallet
     /// unless --private-key is given.
     SignHeaders {
@@ -161,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("the gatekeeper refused the request");
             }
         }
+        Command::Demo { gatekeeper } => demo(&gatekeeper).await?,
         Command::SignHeaders {
             method,
             path,
@@ -178,6 +191,70 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::Value::Object(map));
         }
     }
+    Ok(())
+}
+
+/// `pchat demo`; every wait is bounded.
+async fn demo(gatekeeper: &str) -> anyhow::Result<()> {
+    use pchat_client::{ChatClient, GatekeeperTokens, Received, RecipientState, SocialView};
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(15);
+
+    let join = |name: &'static str| async move {
+        let wallet = authchain::Wallet::random();
+        let identity =
+            authchain::Identity::new(&wallet, chrono::Utc::now() + chrono::Duration::hours(1));
+        let address = wallet.address().to_lower_hex();
+        let (client, inbox) = ChatClient::connect(
+            GatekeeperTokens::new(gatekeeper, identity),
+            &address,
+            SocialView::default(),
+            chat_core::Filter::new(),
+        )
+        .await
+        .with_context(|| format!("{name} cannot join"))?;
+        println!("{name:6} joined as {address}");
+        anyhow::Ok((client, inbox))
+    };
+    let (alice, _alice_in) = join("alice").await?;
+    let (bob, mut bob_in) = join("bob").await?;
+    let (carol, mut carol_in) = join("carol").await?;
+
+    let started = tokio::time::Instant::now();
+    while alice.recipient_state(bob.address()).await != RecipientState::Connected {
+        anyhow::ensure!(started.elapsed() < WAIT, "alice never saw bob in the room");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alice.send(bob.address(), "hi Bob, it's Alice").await?;
+    println!("alice  → bob: \"hi Bob, it's Alice\"");
+    match bob_in.next_timeout(WAIT).await {
+        Some(Received::Message { from, message }) => {
+            println!("bob    received from {from}: {:?}", message.text)
+        }
+        other => anyhow::bail!("bob did not get the message: {other:?}"),
+    }
+    match carol_in.next_timeout(Duration::from_millis(500)).await {
+        None => println!("carol  received nothing (messages go to one wallet)"),
+        Some(other) => anyhow::bail!("carol should not receive anything: {other:?}"),
+    }
+
+    bob.set_social_view(SocialView {
+        privacy: pchat_core::Privacy::OnlyFriends,
+        ..SocialView::default()
+    });
+    println!("bob    now accepts messages only from friends");
+    alice.send(bob.address(), "still there?").await?;
+    println!("alice  → bob: \"still there?\"");
+    match bob_in.next_timeout(WAIT).await {
+        Some(Received::Dropped { from, reason }) => {
+            println!("bob    filtered out a message from {from}: {reason}")
+        }
+        other => anyhow::bail!("bob should have filtered the message: {other:?}"),
+    }
+    for c in [alice, bob, carol] {
+        c.leave().await;
+    }
+    println!("private chat works.");
     Ok(())
 }
 
