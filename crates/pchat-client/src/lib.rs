@@ -9,7 +9,12 @@
 //! - [`Inbox`]: what arrives, passed through [`chat_core::Filter`] against the current
 //!   [`SocialView`] (privacy setting, friends, blocks), which the caller keeps up to date.
 //!
+//! - [`social::SocialClient`]: that social view from the social service (dcl-rpc), kept current
+//!   from its update streams.
+//!
 //! The rules live in `chat-core` (no I/O); this crate wires them to the network.
+
+pub mod social;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
@@ -181,12 +186,12 @@ impl ChatClient {
 
     /// Replaces the social state the inbox filters with (`me` is kept).
     pub fn set_social_view(&self, view: SocialView) {
-        if let Ok(mut v) = self.view.write() {
-            *v = SocialView {
-                me: self.me.clone(),
-                ..view
-            };
-        }
+        set_view(&self.view, view);
+    }
+
+    /// The shared social view (for tasks that keep it current).
+    pub fn view_handle(&self) -> Arc<RwLock<SocialView>> {
+        self.view.clone()
     }
 
     /// Sends `text` to the wallet `to` (only that participant receives it).
@@ -235,6 +240,14 @@ impl ChatClient {
     /// Leaves the room.
     pub async fn leave(self) {
         self.participant.leave().await;
+    }
+}
+
+/// Replaces the view in `handle`, keeping its `me`.
+pub fn set_view(handle: &RwLock<SocialView>, view: SocialView) {
+    if let Ok(mut v) = handle.write() {
+        let me = std::mem::take(&mut v.me);
+        *v = SocialView { me, ..view };
     }
 }
 

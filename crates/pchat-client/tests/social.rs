@@ -1,0 +1,218 @@
+//! The SDK's social view from our real social service: the receiver's privacy setting,
+//! friendships and blocks, read over dcl-rpc and kept current from the update streams, decide
+//! what the inbox shows. Real LiveKit, gatekeeper and social service on loopback.
+
+use std::time::Duration;
+
+use chat_core::{Drop, Filter, SocialView};
+use livekit_testkit::LiveKitServer;
+use pchat_client::social::SocialClient;
+use pchat_client::{ChatClient, GatekeeperTokens, Inbox, Received, RecipientState};
+use social_proto::v2;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+struct User {
+    chat: ChatClient,
+    inbox: Inbox,
+    social: SocialClient,
+}
+
+async fn user(gk: &str, social_ws: &str) -> User {
+    let wallet = authchain::Wallet::random();
+    let identity =
+        authchain::Identity::new(&wallet, chrono::Utc::now() + chrono::Duration::hours(1));
+    let social = SocialClient::connect(social_ws, &identity)
+        .await
+        .expect("social service");
+    let (chat, inbox) = ChatClient::connect(
+        GatekeeperTokens::new(gk, identity),
+        &wallet.address().to_lower_hex(),
+        SocialView::default(),
+        Filter::new(),
+    )
+    .await
+    .expect("joins");
+    social.keep_current(&chat).await.expect("social view");
+    User {
+        chat,
+        inbox,
+        social,
+    }
+}
+
+fn upsert(action: v2::upsert_friendship_payload::Action) -> v2::UpsertFriendshipPayload {
+    v2::UpsertFriendshipPayload {
+        action: Some(action),
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn next(inbox: &mut Inbox) -> Received {
+    inbox.next_timeout(LIMIT).await.expect("something arrives")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_follows_settings_friendships_and_blocks_from_the_social_service() {
+    let lk = LiveKitServer::start().await.expect("livekit-server");
+    let dir = tempfile::tempdir().expect("tmp");
+    let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let social_ws = format!("ws://{}/", social_listener.local_addr().expect("addr"));
+    let social_http = format!("http://{}", social_listener.local_addr().expect("addr"));
+    let app = social::App::build(&social::SocialConfig::new(&format!(
+        "sqlite://{}",
+        dir.path().join("s.sqlite").display()
+    )))
+    .await
+    .expect("social");
+    tokio::spawn(social::serve(social_listener, app, std::future::pending()));
+    let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gk = format!("http://{}", gk_listener.local_addr().expect("addr"));
+    let mut config =
+        gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, "t");
+    config.social_service_url = Some(social_http);
+    let state = gatekeeper::Builder::new(config)
+        .build()
+        .expect("gatekeeper");
+    tokio::spawn(gatekeeper::serve(
+        gk_listener,
+        state,
+        std::future::pending(),
+    ));
+
+    let a = user(&gk, &social_ws).await;
+    let mut b = user(&gk, &social_ws).await;
+    let (av, bv) = (a.chat.address().to_owned(), b.chat.address().to_owned());
+    let b_view = b.chat.view_handle();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while a.chat.recipient_state(&bv).await != RecipientState::Connected {
+        assert!(tokio::time::Instant::now() < deadline, "B never reachable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // B accepts only friends (through the social service); A is not one.
+    let r: v2::UpsertSocialSettingsResponse = b
+        .social
+        .call(
+            "UpsertSocialSettings",
+            &v2::UpsertSocialSettingsPayload {
+                private_messages_privacy: Some(
+                    v2::PrivateMessagePrivacySetting::OnlyFriends as i32,
+                ),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("call");
+    assert!(matches!(
+        r.response,
+        Some(v2::upsert_social_settings_response::Response::Ok(_))
+    ));
+    b.social.refresh(&b.chat).await.expect("refresh");
+    a.chat.send(&bv, "hi?").await.expect("send");
+    assert!(matches!(
+        next(&mut b.inbox).await,
+        Received::Dropped {
+            reason: Drop::NotAFriend,
+            ..
+        }
+    ));
+
+    // B asks A, A accepts: B hears of it on its stream and its view follows.
+    let _: v2::UpsertFriendshipResponse = b
+        .social
+        .call(
+            "UpsertFriendship",
+            &upsert(v2::upsert_friendship_payload::Action::Request(
+                v2::upsert_friendship_payload::RequestPayload {
+                    user: Some(v2::User {
+                        address: av.clone(),
+                    }),
+                    message: None,
+                },
+            )),
+        )
+        .await
+        .expect("call");
+    let _: v2::UpsertFriendshipResponse = a
+        .social
+        .call(
+            "UpsertFriendship",
+            &upsert(v2::upsert_friendship_payload::Action::Accept(
+                v2::upsert_friendship_payload::AcceptPayload {
+                    user: Some(v2::User {
+                        address: bv.clone(),
+                    }),
+                },
+            )),
+        )
+        .await
+        .expect("call");
+    wait_until("B's view has A as a friend", || {
+        b_view
+            .read()
+            .map(|v| v.friends.contains(&av))
+            .unwrap_or(false)
+    })
+    .await;
+    a.chat.send(&bv, "friends now").await.expect("send");
+    match next(&mut b.inbox).await {
+        Received::Message { from, message } => {
+            assert_eq!(
+                (from.as_str(), message.text.as_str()),
+                (av.as_str(), "friends now")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A blocks B: B's view learns it from the block stream; A's packets are dropped.
+    let _: v2::BlockUserResponse = a
+        .social
+        .call(
+            "BlockUser",
+            &v2::BlockUserPayload {
+                user: Some(v2::User {
+                    address: bv.clone(),
+                }),
+            },
+        )
+        .await
+        .expect("call");
+    wait_until("B's view knows A blocked B", || {
+        b_view
+            .read()
+            .map(|v| v.blocked_by.contains(&av))
+            .unwrap_or(false)
+    })
+    .await;
+    a.chat.send(&bv, "spam").await.expect("send");
+    assert!(matches!(
+        next(&mut b.inbox).await,
+        Received::Dropped {
+            reason: Drop::BlocksMe,
+            ..
+        }
+    ));
+
+    // Bad input to the client: an unknown procedure is a clear error.
+    assert!(
+        b.social
+            .call::<(), ()>("NoSuchProcedure", &())
+            .await
+            .is_err()
+    );
+    a.chat.leave().await;
+    b.chat.leave().await;
+}
