@@ -45,6 +45,33 @@ enum Command {
         #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
         private_key: Option<String>,
     },
+    /// Chat as a wallet: join the room through the gatekeeper, optionally send one message, and
+    /// print what arrives (filtered by the social service's view when --social is given).
+    Chat {
+        /// Gatekeeper base URL.
+        #[arg(
+            long,
+            env = "PCHAT_GATEKEEPER_URL",
+            default_value = "http://127.0.0.1:3000"
+        )]
+        gatekeeper: String,
+        /// Social service WebSocket (e.g. ws://127.0.0.1:3001/); unset: no friends or blocks,
+        /// privacy "all".
+        #[arg(long, env = "PCHAT_SOCIAL_URL")]
+        social: Option<String>,
+        /// Owner private key (hex). Default: a new random key.
+        #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
+        private_key: Option<String>,
+        /// Recipient address.
+        #[arg(long, requires = "message")]
+        to: Option<String>,
+        /// Text to send to --to.
+        #[arg(long, requires = "to")]
+        message: Option<String>,
+        /// Seconds to print incoming messages (default: 0 when sending, 60 otherwise).
+        #[arg(long)]
+        listen_seconds: Option<u64>,
+    },
     /// Show private chat working: three fresh wallets join the room through the gatekeeper;
     /// Alice writes to Bob (only Bob receives it), then Bob accepts only friends and Alice's next
     /// message is filtered out.
@@ -174,6 +201,25 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Demo { gatekeeper } => demo(&gatekeeper).await?,
+        Command::Chat {
+            gatekeeper,
+            social,
+            private_key,
+            to,
+            message,
+            listen_seconds,
+        } => {
+            let owner = wallet(private_key.as_deref())?;
+            let listen = listen_seconds.unwrap_or(if to.is_some() { 0 } else { 60 });
+            chat(
+                &gatekeeper,
+                social.as_deref(),
+                &owner,
+                to.zip(message),
+                listen,
+            )
+            .await?
+        }
         Command::SignHeaders {
             method,
             path,
@@ -191,6 +237,62 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::Value::Object(map));
         }
     }
+    Ok(())
+}
+
+/// `pchat chat`; every wait is bounded.
+async fn chat(
+    gatekeeper: &str,
+    social: Option<&str>,
+    owner: &authchain::Wallet,
+    send: Option<(String, String)>,
+    listen_seconds: u64,
+) -> anyhow::Result<()> {
+    use pchat_client::{ChatClient, GatekeeperTokens, Received, RecipientState, SocialView};
+    use std::time::Duration;
+    let identity = authchain::Identity::new(owner, chrono::Utc::now() + chrono::Duration::hours(1));
+    let me = owner.address().to_lower_hex();
+    let (client, mut inbox) = ChatClient::connect(
+        GatekeeperTokens::new(gatekeeper, identity.clone()),
+        &me,
+        SocialView::default(),
+        chat_core::Filter::new(),
+    )
+    .await
+    .context("cannot join the chat room")?;
+    println!("joined as {me}");
+    if let Some(url) = social {
+        let s = pchat_client::social::SocialClient::connect(url, &identity)
+            .await
+            .context("cannot reach the social service")?;
+        s.keep_current(&client).await?;
+        println!("social view from {url}");
+    }
+    if let Some((to, text)) = send {
+        let started = tokio::time::Instant::now();
+        let state = loop {
+            let state = client.recipient_state(&to).await;
+            if state == RecipientState::Connected || started.elapsed() > Duration::from_secs(10) {
+                break state;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        anyhow::ensure!(
+            state == RecipientState::Connected,
+            "cannot write to {to}: {state:?} (nothing is queued for users who cannot receive)"
+        );
+        client.send(&to, &text).await?;
+        println!("sent to {to}: {text:?}");
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(listen_seconds);
+    while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()) {
+        match inbox.next_timeout(left).await {
+            Some(Received::Message { from, message }) => println!("{from}: {}", message.text),
+            Some(Received::Dropped { from, reason }) => println!("(dropped from {from}: {reason})"),
+            None => break,
+        }
+    }
+    client.leave().await;
     Ok(())
 }
 
