@@ -194,7 +194,9 @@ impl ChatClient {
         self.view.clone()
     }
 
-    /// Sends `text` to the wallet `to` (only that participant receives it).
+    /// Sends `text` to the wallet `to` (only that participant receives it). Returns once the
+    /// message is on the reliable data channel, not when it is delivered: leaving right after
+    /// can lose it.
     pub async fn send(&self, to: &str, text: &str) -> Result<(), ClientError> {
         let to = normalize_address(to).map_err(|_| ClientError::BadRecipient(to.to_owned()))?;
         let payload = chat_core::packet::encode(text, SystemTime::now())?;

@@ -283,6 +283,9 @@ async fn chat(
         );
         client.send(&to, &text).await?;
         println!("sent to {to}: {text:?}");
+        // `send` returns once the message is handed to the data channel; give it a moment on
+        // the wire before leaving closes the connection.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let until = tokio::time::Instant::now() + Duration::from_secs(listen_seconds);
     while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()) {
