@@ -461,36 +461,56 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<String>, i64)> {
-        // One round trip: the page and, on each row, the total.
-        let rows = sqlx::query(
-            "SELECT other, COUNT(*) OVER () FROM ( \
-               SELECT user_b AS other FROM friendships WHERE user_a = $1 AND is_active = 1 \
-               UNION ALL SELECT user_a AS other FROM friendships WHERE user_b = $1 AND is_active = 1 \
-             ) f ORDER BY other LIMIT $2 OFFSET $3",
-        )
-        .bind(address.to_owned())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = match rows.first() {
-            Some(r) => r.try_get(1)?,
-            None if offset == 0 => 0,
-            None => sqlx::query(
+        let (rows, total) = self
+            .page_with_total(
+                "SELECT other, COUNT(*) OVER () FROM ( \
+                   SELECT user_b AS other FROM friendships WHERE user_a = $1 AND is_active = 1 \
+                   UNION ALL SELECT user_a AS other FROM friendships WHERE user_b = $1 AND is_active = 1 \
+                 ) f ORDER BY other LIMIT $2 OFFSET $3",
+                1,
                 "SELECT (SELECT COUNT(*) FROM friendships WHERE user_a = $1 AND is_active = 1) + \
                         (SELECT COUNT(*) FROM friendships WHERE user_b = $1 AND is_active = 1)",
+                address,
+                limit,
+                offset,
             )
-            .bind(address.to_owned())
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?,
-        };
+            .await?;
         Ok((
             rows.into_iter()
                 .map(|r| r.try_get(0))
                 .collect::<std::result::Result<_, _>>()?,
             total,
         ))
+    }
+
+    /// One round trip for a page whose column `total_column` is `COUNT(*) OVER ()` (the
+    /// total on every row); past the last page, where there is no row, `count_sql` gives it.
+    /// Both statements take the address as `$1`; the page takes `LIMIT $2 OFFSET $3`.
+    async fn page_with_total(
+        &self,
+        page_sql: &str,
+        total_column: usize,
+        count_sql: &str,
+        address: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<sqlx::any::AnyRow>, i64)> {
+        let rows = sqlx::query(page_sql)
+            .bind(address.to_owned())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get(total_column)?,
+            None if offset == 0 => 0,
+            None => sqlx::query(count_sql)
+                .bind(address.to_owned())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        };
+        Ok((rows, total))
     }
 
     /// Which of `others` are friends of `address`.
@@ -683,24 +703,17 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<(String, i64)>, i64)> {
-        let rows = sqlx::query(
-            "SELECT blocked_address, blocked_at, COUNT(*) OVER () FROM blocks WHERE blocker_address = $1 \
-             ORDER BY blocked_at DESC, blocked_address LIMIT $2 OFFSET $3",
-        )
-        .bind(address.to_owned())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = match rows.first() {
-            Some(r) => r.try_get(2)?,
-            None if offset == 0 => 0,
-            None => sqlx::query("SELECT COUNT(*) FROM blocks WHERE blocker_address = $1")
-                .bind(address.to_owned())
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?,
-        };
+        let (rows, total) = self
+            .page_with_total(
+                "SELECT blocked_address, blocked_at, COUNT(*) OVER () FROM blocks WHERE blocker_address = $1 \
+                 ORDER BY blocked_at DESC, blocked_address LIMIT $2 OFFSET $3",
+                2,
+                "SELECT COUNT(*) FROM blocks WHERE blocker_address = $1",
+                address,
+                limit,
+                offset,
+            )
+            .await?;
         let page = rows
             .into_iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
