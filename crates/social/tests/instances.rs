@@ -126,6 +126,41 @@ fn request_to(address: &str) -> v2::UpsertFriendshipPayload {
     }
 }
 
+/// `requester` asks `accepter`, who accepts; both answers must be "accepted".
+async fn befriend(requester: &mut Client, accepter: &mut Client) {
+    let resp: v2::UpsertFriendshipResponse = requester
+        .call("UpsertFriendship", &request_to(&accepter.address))
+        .await
+        .expect("call");
+    assert!(
+        matches!(
+            resp.response,
+            Some(v2::upsert_friendship_response::Response::Accepted(_))
+        ),
+        "{resp:?}"
+    );
+    let accept = v2::UpsertFriendshipPayload {
+        action: Some(v2::upsert_friendship_payload::Action::Accept(
+            v2::upsert_friendship_payload::AcceptPayload {
+                user: Some(v2::User {
+                    address: requester.address.clone(),
+                }),
+            },
+        )),
+    };
+    let resp: v2::UpsertFriendshipResponse = accepter
+        .call("UpsertFriendship", &accept)
+        .await
+        .expect("call");
+    assert!(
+        matches!(
+            resp.response,
+            Some(v2::upsert_friendship_response::Response::Accepted(_))
+        ),
+        "{resp:?}"
+    );
+}
+
 /// (privacy, is_friend) of `other` as `c` sees it.
 async fn pms(c: &mut Client, other: &str) -> (i32, bool) {
     let resp: v2::GetPrivateMessagesSettingsResponse = c
@@ -216,28 +251,7 @@ async fn cached_reads_follow_changes_made_on_another_instance() {
         ),
         "{resp:?}"
     );
-    let _: v2::UpsertFriendshipResponse = y_on_b
-        .call("UpsertFriendship", &request_to(&x))
-        .await
-        .expect("call");
-    let accept = v2::UpsertFriendshipPayload {
-        action: Some(v2::upsert_friendship_payload::Action::Accept(
-            v2::upsert_friendship_payload::AcceptPayload {
-                user: Some(v2::User { address: y.clone() }),
-            },
-        )),
-    };
-    let resp: v2::UpsertFriendshipResponse = x_on_a
-        .call("UpsertFriendship", &accept)
-        .await
-        .expect("call");
-    assert!(
-        matches!(
-            resp.response,
-            Some(v2::upsert_friendship_response::Response::Accepted(_))
-        ),
-        "{resp:?}"
-    );
+    befriend(&mut y_on_b, &mut x_on_a).await;
 
     // B's answers change once the invalidation arrives (Redis delivery is asynchronous).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -306,20 +320,7 @@ async fn presence_counts_connections_on_every_instance() {
     let mut x_a = Client::connect(&a, &xw).await;
     let mut y_a = Client::connect(&a, &yw).await;
     let x = x_a.address.clone();
-    let y = y_a.address.clone();
-    let _: v2::UpsertFriendshipResponse = x_a
-        .call("UpsertFriendship", &request_to(&y))
-        .await
-        .expect("call");
-    let accept = v2::UpsertFriendshipPayload {
-        action: Some(v2::upsert_friendship_payload::Action::Accept(
-            v2::upsert_friendship_payload::AcceptPayload {
-                user: Some(v2::User { address: x.clone() }),
-            },
-        )),
-    };
-    let _: v2::UpsertFriendshipResponse =
-        y_a.call("UpsertFriendship", &accept).await.expect("call");
+    befriend(&mut x_a, &mut y_a).await;
     let stream = y_a.subscribe("SubscribeToFriendConnectivityUpdates").await;
     // The subscription starts with the friends online now.
     let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 0))
@@ -410,20 +411,7 @@ async fn users_of_a_dead_instance_go_offline() {
     let mut x_b = Client::connect(&b, &authchain::Wallet::random()).await;
     let mut y_a = Client::connect(&a, &authchain::Wallet::random()).await;
     let x = x_b.address.clone();
-    let y = y_a.address.clone();
-    let _: v2::UpsertFriendshipResponse = x_b
-        .call("UpsertFriendship", &request_to(&y))
-        .await
-        .expect("call");
-    let accept = v2::UpsertFriendshipPayload {
-        action: Some(v2::upsert_friendship_payload::Action::Accept(
-            v2::upsert_friendship_payload::AcceptPayload {
-                user: Some(v2::User { address: x.clone() }),
-            },
-        )),
-    };
-    let _: v2::UpsertFriendshipResponse =
-        y_a.call("UpsertFriendship", &accept).await.expect("call");
+    befriend(&mut x_b, &mut y_a).await;
     let stream = y_a.subscribe("SubscribeToFriendConnectivityUpdates").await;
     let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 0))
         .await
