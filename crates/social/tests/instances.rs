@@ -21,7 +21,28 @@ async fn instance(config: &SocialConfig) -> String {
     url
 }
 
-fn fresh_postgres() -> (String, String, String) {
+/// A fresh database on the test server, dropped when this goes out of scope (also when a
+/// test panics, so failed runs leave nothing behind).
+struct TestDb {
+    url: String,
+    admin: String,
+    name: String,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .arg(&self.admin)
+            .arg("-qc")
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .status();
+    }
+}
+
+fn fresh_postgres() -> TestDb {
     let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
         .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
     let name = format!("pchat_m_{:016x}", rand::random::<u64>());
@@ -36,14 +57,18 @@ fn fresh_postgres() -> (String, String, String) {
         .rsplit_once('/')
         .map(|(b, _)| b.to_owned())
         .expect("url");
-    (format!("{base}/{name}"), admin, name)
+    TestDb {
+        url: format!("{base}/{name}"),
+        admin,
+        name,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_cross_instances_through_redis() {
     let redis = RedisServer::start().await.expect("redis-server");
-    let (db, admin, name) = fresh_postgres();
-    let mut config = SocialConfig::new(&db);
+    let db = fresh_postgres();
+    let mut config = SocialConfig::new(&db.url);
     config.redis_url = Some(redis.url());
     let a = instance(&config).await;
     let b = instance(&config).await;
@@ -106,11 +131,6 @@ async fn updates_cross_instances_through_redis() {
         other => panic!("{other:?}"),
     }
     drop((x_on_b, y_on_a));
-    let _ = std::process::Command::new("psql")
-        .arg(&admin)
-        .arg("-qc")
-        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .status();
 }
 
 fn request_to(address: &str) -> v2::UpsertFriendshipPayload {
@@ -197,8 +217,8 @@ async fn friend_count(c: &mut Client) -> usize {
 async fn cached_reads_follow_changes_made_on_another_instance() {
     use std::time::{Duration, Instant};
     let redis = RedisServer::start().await.expect("redis-server");
-    let (db, admin, name) = fresh_postgres();
-    let mut config = SocialConfig::new(&db);
+    let db = fresh_postgres();
+    let mut config = SocialConfig::new(&db.url);
     config.redis_url = Some(redis.url());
     let a = instance(&config).await;
     let b = instance(&config).await;
@@ -288,11 +308,6 @@ async fn cached_reads_follow_changes_made_on_another_instance() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop((x_on_a, y_on_b));
-    let _ = std::process::Command::new("psql")
-        .arg(&admin)
-        .arg("-qc")
-        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .status();
 }
 
 /// (address, status) of a connectivity update.
@@ -308,8 +323,8 @@ fn connectivity(item: &[u8]) -> (String, i32) {
 async fn presence_counts_connections_on_every_instance() {
     use std::time::Duration;
     let redis = RedisServer::start().await.expect("redis-server");
-    let (db, admin, name) = fresh_postgres();
-    let mut config = SocialConfig::new(&db);
+    let db = fresh_postgres();
+    let mut config = SocialConfig::new(&db.url);
     config.redis_url = Some(redis.url());
     let a = instance(&config).await;
     let b = instance(&config).await;
@@ -363,11 +378,6 @@ async fn presence_counts_connections_on_every_instance() {
     assert_eq!(connectivity(&item), (x, online));
 
     drop((y_a, y_a2));
-    let _ = std::process::Command::new("psql")
-        .arg(&admin)
-        .arg("-qc")
-        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .status();
 }
 
 /// An instance on its own runtime and thread; sending on the returned channel kills it as a
@@ -401,8 +411,8 @@ fn killable_instance(config: SocialConfig) -> (String, tokio::sync::oneshot::Sen
 async fn users_of_a_dead_instance_go_offline() {
     use std::time::Duration;
     let redis = RedisServer::start().await.expect("redis-server");
-    let (db, admin, name) = fresh_postgres();
-    let mut config = SocialConfig::new(&db);
+    let db = fresh_postgres();
+    let mut config = SocialConfig::new(&db.url);
     config.redis_url = Some(redis.url());
     config.presence_ttl_secs = 3;
     let a = instance(&config).await;
@@ -427,9 +437,4 @@ async fn users_of_a_dead_instance_go_offline() {
     assert_eq!(connectivity(&item), (x, offline));
 
     drop((x_b, y_a));
-    let _ = std::process::Command::new("psql")
-        .arg(&admin)
-        .arg("-qc")
-        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .status();
 }
