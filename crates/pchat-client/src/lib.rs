@@ -85,13 +85,18 @@ impl GatekeeperTokens {
     pub async fn fetch(&self) -> Result<Credentials, String> {
         fetch(&self.http, &self.base, &self.identity).await
     }
+
+    /// One signed request, answered as is: (HTTP status, body).
+    pub async fn request(&self) -> Result<(u16, String), String> {
+        request(&self.http, &self.base, &self.identity).await
+    }
 }
 
-async fn fetch(
+async fn request(
     http: &reqwest::Client,
     base: &str,
     identity: &authchain::Identity,
-) -> Result<Credentials, String> {
+) -> Result<(u16, String), String> {
     let path = "/private-messages/token";
     let headers = identity.signed_fetch_headers(
         "GET",
@@ -107,9 +112,18 @@ async fn fetch(
         .send()
         .await
         .map_err(|e| format!("cannot reach the gatekeeper at {base}: {e}"))?;
-    let status = resp.status();
+    let status = resp.status().as_u16();
     let body = resp.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
+    Ok((status, body))
+}
+
+async fn fetch(
+    http: &reqwest::Client,
+    base: &str,
+    identity: &authchain::Identity,
+) -> Result<Credentials, String> {
+    let (status, body) = request(http, base, identity).await?;
+    if !(200..300).contains(&status) {
         return Err(format!("the gatekeeper answered {status}: {body}"));
     }
     let v: serde_json::Value =

@@ -175,28 +175,17 @@ async fn main() -> anyhow::Result<()> {
             let owner = wallet(private_key.as_deref())?;
             let expiration = chrono::Utc::now() + chrono::Duration::minutes(10);
             let id = authchain::Identity::new(&owner, expiration);
-            let path = "/private-messages/token";
-            let headers = id.signed_fetch_headers(
-                "GET",
-                path,
-                authchain::now_ms(),
-                r#"{"signer":"dcl:explorer"}"#,
-            );
-            let mut req =
-                reqwest::Client::new().get(format!("{}{path}", gatekeeper.trim_end_matches('/')));
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            let resp = req
-                .send()
+            let (status, body) = pchat_client::GatekeeperTokens::new(&gatekeeper, id)
+                .request()
                 .await
-                .with_context(|| format!("cannot reach the gatekeeper at {gatekeeper}"))?;
-            let status = resp.status();
-            let body = resp.text().await?;
+                .map_err(anyhow::Error::msg)?;
             println!("wallet:  {}", owner.address().to_lower_hex());
-            println!("status:  {status}");
+            match reqwest::StatusCode::from_u16(status) {
+                Ok(code) => println!("status:  {code}"),
+                Err(_) => println!("status:  {status}"),
+            }
             println!("answer:  {body}");
-            if !status.is_success() {
+            if !(200..300).contains(&status) {
                 anyhow::bail!("the gatekeeper refused the request");
             }
         }
