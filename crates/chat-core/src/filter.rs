@@ -1,4 +1,4 @@
-//! Which received packets are shown (ADR-208 "Message Filtering", FACTS §6 "Receives").
+//! Which received packets are shown (ADR-208 "Message Filtering", docs/wire.md §6 "Receiving").
 //!
 //! In order: a packet with an empty topic, or a topic other than my address, is not a private
 //! message to me; my own packets are not shown (they are added locally when sent); packets from

@@ -1,4 +1,4 @@
-//! Whether a private message can be sent to someone now (FACTS §6 "Recipient state"); the
+//! Whether a private message can be sent to someone now (docs/wire.md §6 "Recipient state"); the
 //! input is disabled unless the answer is [`RecipientState::Connected`]: nothing is queued for
 //! users who cannot receive.
 

@@ -1,5 +1,5 @@
 //! A dcl-rpc server over WebSocket, written for the Decentraland social service protocol
-//! (FACTS §4). The crates.io `dcl-rpc` crate keeps stream producers running after a client
+//! (docs/wire.md §4). The crates.io `dcl-rpc` crate keeps stream producers running after a client
 //! cancels, so this is our own implementation on axum's WebSocket.
 //!
 //! Connection life:

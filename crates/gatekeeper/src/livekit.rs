@@ -88,7 +88,7 @@ impl RoomService for LiveKitRoomService {
 #[error("cannot mint a LiveKit token: {0}")]
 pub struct TokenError(String);
 
-/// Mints the access tokens of FACTS §2 step 4 and builds the adapter string.
+/// Mints the access tokens of docs/wire.md §2 step 4 and builds the adapter string.
 #[derive(Clone)]
 pub struct TokenMinter {
     api_key: String,

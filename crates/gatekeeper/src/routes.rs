@@ -119,7 +119,7 @@ struct AdapterBody {
     adapter: String,
 }
 
-/// `GET /private-messages/token` (FACTS §2).
+/// `GET /private-messages/token` (docs/wire.md §2).
 async fn get_token(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -163,7 +163,7 @@ struct PrivacyPatch {
     private_messages_privacy: String,
 }
 
-/// `PATCH /users/:address/private-messages-privacy` (FACTS §2).
+/// `PATCH /users/:address/private-messages-privacy` (docs/wire.md §2).
 async fn patch_privacy(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,

@@ -6,8 +6,8 @@
 //! participants. It publishes no media.
 //!
 //! **WebRTC stack: `str0m`** (sans-IO, `aws-lc-rs` crypto). The issue names webrtc-rs first and
-//! str0m as the fallback; we chose str0m on the measured evidence in FACTS §5: against Pion (the
-//! stack inside LiveKit) it opened both channels in ~35 ms with no tuning versus ~1.2 s for
+//! str0m as the fallback; we chose str0m on the measured evidence in docs/wire.md §5: against
+//! Pion (the stack inside LiveKit) it opened both channels in ~35 ms with no tuning versus ~1.2 s for
 //! webrtc-rs by default, it reports a remote channel close (which LiveKit uses when a message is
 //! too large), and, being sans-IO, a participant is one task, one UDP socket and a few buffers,
 //! which is what keeps many participants per process cheap. The price is the event loop we own
