@@ -9,6 +9,7 @@
 //! Layout:
 //! - [`crypto`]: keys, addresses, EIP-191 signing and recovery (libsecp256k1).
 //! - [`link`]: link types and the ephemeral delegation text.
+//! - [`jsdate`]: the delegation's `Expiration:` date, read like JavaScript's `Date.parse`.
 //! - [`signed_fetch`]: header names, the two request-string formats, header parsing.
 //! - [`identity`]: creating chains and signed-fetch headers.
 //! - [`verify`]: the [`Verifier`] (time window, delegation cache, metadata rules, and the
@@ -20,6 +21,7 @@
 pub mod crypto;
 pub mod error;
 pub mod identity;
+pub mod jsdate;
 pub mod link;
 pub mod signed_fetch;
 pub mod verify;

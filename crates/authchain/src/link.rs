@@ -1,5 +1,7 @@
 //! Auth-chain links and the ephemeral-key delegation text.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -103,13 +105,24 @@ pub fn ephemeral_message(ephemeral: &Address, expiration: DateTime<Utc>) -> Stri
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EphemeralPayload {
     pub address: Address,
-    /// Expiration in unix milliseconds; `None` when the date cannot be parsed (which, like an
-    /// `Invalid Date` in JavaScript, never counts as "later than now").
+    /// Expiration in unix milliseconds, read by [`crate::jsdate::parse_js_date`]; `None` when
+    /// the date cannot be read (the verifier then refuses the link with a 401, like the reference).
     pub expires_at_ms: Option<i64>,
 }
 
-/// Parses an ephemeral delegation text: at least three lines, the second starting with
-/// `Ephemeral address: `, the third with `Expiration: `.
+/// The delegation text as the reference reads it and checks its signature: with every carriage
+/// return removed (so CRLF line ends read as LF, and the owner must have signed the text
+/// without them).
+pub fn delegation_text(payload: &str) -> Cow<'_, str> {
+    if payload.contains('\r') {
+        Cow::Owned(payload.replace('\r', ""))
+    } else {
+        Cow::Borrowed(payload)
+    }
+}
+
+/// Parses an ephemeral delegation text (after [`delegation_text`]): at least three lines, the
+/// second starting with `Ephemeral address: `, the third with `Expiration: `.
 pub fn parse_ephemeral_message(payload: &str) -> Result<EphemeralPayload, String> {
     let mut lines = payload.split('\n');
     let _title = lines.next();
@@ -125,13 +138,12 @@ pub fn parse_ephemeral_message(payload: &str) -> Result<EphemeralPayload, String
     let expiration = expiration_line
         .strip_prefix(EXPIRATION_PREFIX)
         .ok_or("ephemeral payload has no 'Expiration:' line")?;
+    // Not trimmed: the reference compares the text after the prefix as it is.
     let address: Address = address
-        .trim()
         .parse()
         .map_err(|_| "ephemeral payload has an invalid address")?;
-    let expires_at_ms = DateTime::parse_from_rfc3339(expiration.trim())
-        .ok()
-        .map(|t| t.timestamp_millis());
+    // The reference passes the rest of the line, untrimmed, to JavaScript's date parser.
+    let expires_at_ms = crate::jsdate::parse_js_date(expiration);
     Ok(EphemeralPayload {
         address,
         expires_at_ms,
@@ -173,6 +185,34 @@ mod tests {
                 .expires_at_ms,
             None
         );
+    }
+
+    #[test]
+    fn delegation_text_drops_carriage_returns() {
+        assert_eq!(delegation_text("a\r\nb\r\nc"), "a\nb\nc");
+        assert!(matches!(delegation_text("a\nb"), Cow::Borrowed("a\nb")));
+    }
+
+    #[test]
+    fn expiration_is_read_like_javascript() {
+        let text = |exp: &str| {
+            format!(
+                "Decentraland Login\nEphemeral address: 0xe1F58938a4C99500b8E73f8B7d9b96432Dea6254\nExpiration: {exp}"
+            )
+        };
+        let at = |exp: &str| {
+            parse_ephemeral_message(&text(exp))
+                .expect("parses")
+                .expires_at_ms
+        };
+        // Values from Date.parse in Node 20 (TZ=UTC).
+        assert_eq!(at("2099-01-01"), Some(4_070_908_800_000));
+        assert_eq!(at("2099"), Some(4_070_908_800_000));
+        assert_eq!(at("2099-01-01T00:00:00+02:00"), Some(4_070_901_600_000));
+        assert_eq!(at("+002099-01-01T00:00:00Z"), Some(4_070_908_800_000));
+        assert_eq!(at("2099-01-01T00:00:00"), Some(4_070_908_800_000));
+        assert_eq!(at("soon"), None);
+        assert_eq!(at("2099/01/01"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::crypto::{Address, recover_personal};
 use crate::error::AuthError;
-use crate::link::{AuthLink, LinkType, parse_ephemeral_message};
+use crate::link::{AuthLink, LinkType, delegation_text, parse_ephemeral_message};
 use crate::signed_fetch::{PayloadFormat, SignedHeaders};
 
 /// The default signed-fetch time window (both directions).
@@ -193,10 +193,21 @@ impl Verifier {
                 )));
             }
             let (ephemeral, expires_at_ms) = self.delegation(authority, link)?;
-            if expires_at_ms.is_none_or(|exp| exp <= now_ms) {
-                return Err(AuthError::ExpiredEphemeral {
-                    link_type: link.kind.clone(),
-                });
+            // Valid while the expiration is strictly later than now, as in the reference; a date
+            // JavaScript cannot read (or that we refuse, see `jsdate`) fails like there.
+            match expires_at_ms {
+                None => {
+                    return Err(AuthError::InvalidSignature {
+                        link_type: link.kind.clone(),
+                        reason: "Invalid expiration date in ephemeral payload".into(),
+                    });
+                }
+                Some(exp) if exp <= now_ms => {
+                    return Err(AuthError::ExpiredEphemeral {
+                        link_type: link.kind.clone(),
+                    });
+                }
+                Some(_) => {}
             }
             authority = ephemeral;
         }
@@ -221,13 +232,14 @@ impl Verifier {
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
             return Ok(hit);
         }
-        let parsed = parse_ephemeral_message(&link.payload).map_err(|reason| {
-            AuthError::InvalidSignature {
+        // Like the reference: carriage returns are removed before reading and before recovery.
+        let text = delegation_text(&link.payload);
+        let parsed =
+            parse_ephemeral_message(&text).map_err(|reason| AuthError::InvalidSignature {
                 link_type: link.kind.clone(),
                 reason,
-            }
-        })?;
-        check_signed_by(link, &link.payload, authority)?;
+            })?;
+        check_signed_by(link, &text, authority)?;
         let value = (parsed.address, parsed.expires_at_ms);
         if let Some(cache) = &self.cache {
             cache.insert(key, value);
