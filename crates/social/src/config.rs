@@ -79,7 +79,6 @@ impl SocialConfig {
         }
     }
 
-
     /// Defaults for tests and embedding: loopback, port 0, the given database.
     pub fn new(database_url: &str) -> Self {
         SocialConfig {

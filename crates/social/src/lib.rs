@@ -154,8 +154,10 @@ impl App {
             None => presence::Presence::default(),
         };
         let limiter = match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
-            Some(url) => ratelimit::FriendshipLimiter::with_redis(url, config.friendship_rate_limits())
-                .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?,
+            Some(url) => {
+                ratelimit::FriendshipLimiter::with_redis(url, config.friendship_rate_limits())
+                    .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?
+            }
             None => ratelimit::FriendshipLimiter::in_memory(config.friendship_rate_limits()),
         };
         let social = Arc::new(

@@ -19,8 +19,10 @@
 //! - If Redis fails, the action is allowed (fail open), logged, and counted
 //!   (`social_friendship_rate_limiter_unavailable_total` here).
 //!
-//! Ours differ in: a limit of 0 turns that limit off (the reference would refuse everything);
-//! requests it refuses as malformed (bad address, blocking oneself) spend nothing, as there.
+//! As there, requests refused as malformed before the check (no action, a bad address, a
+//! message too long, blocking oneself) spend nothing. Ours differ in: a limit of 0 turns that
+//! limit off (the reference would refuse everything); a friendship request to oneself spends one
+//! unit (our store refuses it after the check; the reference's handler before).
 //!
 //! Storage: with `REDIS_URL` the counters live in Redis (keys `pchat:social:rate:…`, each
 //! expiring with its window), so every instance counts against the same limits. Without it they
@@ -212,7 +214,9 @@ impl RedisCounters {
                 return Ok(conn.clone());
             }
             if s.retry_at.is_some_and(|at| Instant::now() < at) {
-                return Err(CounterError("Redis failed recently; not retrying yet".into()));
+                return Err(CounterError(
+                    "Redis failed recently; not retrying yet".into(),
+                ));
             }
             // One caller connects; the others fail open meanwhile.
             s.retry_at = Some(Instant::now() + REDIS_RETRY_AFTER);
@@ -327,7 +331,12 @@ impl FriendshipLimiter {
 
     /// Spends one action of `actor` on `target`: the actor's counter, then (if that allowed
     /// it) the pair's. `Err` carries the answer for the client.
-    pub async fn check(&self, actor: &str, target: &str, scope: Scope) -> Result<(), InvalidRequest> {
+    pub async fn check(
+        &self,
+        actor: &str,
+        target: &str,
+        scope: Scope,
+    ) -> Result<(), InvalidRequest> {
         let allowed = self.spend(&actor_key(actor), self.limits.per_actor).await
             && self
                 .spend(&pair_key(actor, target, scope), self.limits.per_pair)

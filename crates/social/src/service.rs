@@ -571,7 +571,11 @@ impl Social {
                 response: Some(Response::InvalidRequest(invalid("message too long"))),
             };
         }
-        if let Err(e) = self.limiter.check(&ctx.address, &other, Scope::Friendship).await {
+        if let Err(e) = self
+            .limiter
+            .check(&ctx.address, &other, Scope::Friendship)
+            .await
+        {
             return v2::UpsertFriendshipResponse {
                 response: Some(Response::InvalidRequest(e)),
             };

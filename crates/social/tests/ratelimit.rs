@@ -192,7 +192,10 @@ async fn the_official_client_is_refused_in_invalid_request_over_the_limits() {
         out.lines().any(|l| l.contains("\"done\":true")),
         "scenario did not finish:\n{out}"
     );
-    assert_eq!(metric(&url, "social_friendship_rate_limited_total").await, 4);
+    assert_eq!(
+        metric(&url, "social_friendship_rate_limited_total").await,
+        4
+    );
 }
 
 /// Two instances on one Redis and one PostgreSQL: actions made through either count against
