@@ -118,6 +118,9 @@ fn help_lists_every_variable_with_its_default() {
         "WS_AUTH_TIMEOUT_SECONDS",
         "SOCIAL_CACHE_TTL_SECONDS",
         "SOCIAL_PRESENCE_TTL_SECONDS",
+        "FRIENDSHIP_RATE_LIMIT_WINDOW_SECONDS",
+        "FRIENDSHIP_RATE_LIMIT_PER_ACTOR",
+        "FRIENDSHIP_RATE_LIMIT_PER_PAIR",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }
@@ -125,6 +128,7 @@ fn help_lists_every_variable_with_its_default() {
         "[default: 127.0.0.1]",
         "[default: 3001]",
         "[default: sqlite://social.sqlite]",
+        "[default: 10]",
     ] {
         assert!(help.contains(default), "--help lacks {default}:\n{help}");
     }

@@ -51,9 +51,34 @@ pub struct SocialConfig {
     /// counts as dead, and its users as offline (refreshed every third of it).
     #[arg(long, env = "SOCIAL_PRESENCE_TTL_SECONDS", default_value_t = 30)]
     pub presence_ttl_secs: u64,
+
+    /// Seconds of each friendship/block rate-limit window (fixed, opened by a counter's first
+    /// action). The counters live in Redis with REDIS_URL (shared by every instance), in memory
+    /// otherwise; if Redis fails, actions are allowed.
+    #[arg(long, env = "FRIENDSHIP_RATE_LIMIT_WINDOW_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub friendship_rate_limit_window_secs: u64,
+
+    /// Friendship actions, blocks and unblocks one user may make per window (0: no limit).
+    #[arg(long, env = "FRIENDSHIP_RATE_LIMIT_PER_ACTOR", default_value_t = 30)]
+    pub friendship_rate_limit_per_actor: u64,
+
+    /// Per window: friendship actions between two users (either way), and blocks/unblocks of one
+    /// user by another (0: no limit).
+    #[arg(long, env = "FRIENDSHIP_RATE_LIMIT_PER_PAIR", default_value_t = 10)]
+    pub friendship_rate_limit_per_pair: u64,
 }
 
 impl SocialConfig {
+    /// The friendship/block rate limits.
+    pub fn friendship_rate_limits(&self) -> crate::ratelimit::Limits {
+        crate::ratelimit::Limits {
+            window: std::time::Duration::from_secs(self.friendship_rate_limit_window_secs.max(1)),
+            per_actor: self.friendship_rate_limit_per_actor,
+            per_pair: self.friendship_rate_limit_per_pair,
+        }
+    }
+
     /// Defaults for tests and embedding: loopback, port 0, the given database.
     pub fn new(database_url: &str) -> Self {
         SocialConfig {
@@ -67,6 +92,9 @@ impl SocialConfig {
             ws_auth_timeout_secs: 300,
             cache_ttl_secs: 60,
             presence_ttl_secs: 30,
+            friendship_rate_limit_window_secs: crate::ratelimit::DEFAULT_WINDOW_SECS,
+            friendship_rate_limit_per_actor: crate::ratelimit::DEFAULT_PER_ACTOR,
+            friendship_rate_limit_per_pair: crate::ratelimit::DEFAULT_PER_PAIR,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod gatekeeper;
 pub mod presence;
 pub mod profiles;
+pub mod ratelimit;
 pub mod service;
 
 use std::collections::HashMap;
@@ -152,9 +153,16 @@ impl App {
             }
             None => presence::Presence::default(),
         };
-        let social = Arc::new(Social::new(
-            store, bus, gatekeeper, cache, profiles, presence,
-        ));
+        let limiter = match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => {
+                ratelimit::FriendshipLimiter::with_redis(url, config.friendship_rate_limits())
+                    .map_err(|e| BuildError::Config(format!("REDIS_URL: {e}")))?
+            }
+            None => ratelimit::FriendshipLimiter::in_memory(config.friendship_rate_limits()),
+        };
+        let social = Arc::new(
+            Social::new(store, bus, gatekeeper, cache, profiles, presence).with_limiter(limiter),
+        );
         social.spawn_cache_listener();
         social.spawn_presence_upkeep();
         let rpc = RpcServer::new(
@@ -260,6 +268,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         cache.misses,
         app.social.bus.dropped()
     );
+    let text = text + &app.social.limiter.metrics_text();
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -22,6 +22,7 @@ use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
 use crate::gatekeeper::GatekeeperNotifier;
 use crate::presence::Presence;
 use crate::profiles::{Profile, ProfileSource};
+use crate::ratelimit::{FriendshipLimiter, Scope};
 
 /// Most addresses in one GetPrivateMessagesSettings call.
 pub const MAX_SETTINGS_USERS: usize = 50;
@@ -38,6 +39,8 @@ pub struct Social {
     pub cache: Arc<ReadCache>,
     pub profiles: Arc<dyn ProfileSource>,
     presence: Presence,
+    /// Limits on friendship actions, blocks and unblocks (default: in memory, default limits).
+    pub limiter: FriendshipLimiter,
 }
 
 fn internal(e: impl std::fmt::Display) -> InternalServerError {
@@ -203,7 +206,14 @@ impl Social {
             cache,
             profiles,
             presence,
+            limiter: FriendshipLimiter::default(),
         }
+    }
+
+    /// The same service with `limiter` for friendship actions, blocks and unblocks.
+    pub fn with_limiter(mut self, limiter: FriendshipLimiter) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     /// Drops cache entries on every instance when the bus says so. Runs until the bus closes.
@@ -561,6 +571,15 @@ impl Social {
                 response: Some(Response::InvalidRequest(invalid("message too long"))),
             };
         }
+        if let Err(e) = self
+            .limiter
+            .check(&ctx.address, &other, Scope::Friendship)
+            .await
+        {
+            return v2::UpsertFriendshipResponse {
+                response: Some(Response::InvalidRequest(e)),
+            };
+        }
         match self
             .store
             .apply_action(&ctx.address, &other, action, message.as_deref())
@@ -694,6 +713,11 @@ impl Social {
                 };
             }
         };
+        if let Err(e) = self.limiter.check(&ctx.address, &other, Scope::Block).await {
+            return v2::BlockUserResponse {
+                response: Some(Response::InvalidRequest(e)),
+            };
+        }
         match self.store.block(&ctx.address, &other).await {
             Ok(applied) => {
                 if let Some(applied) = applied {
@@ -734,6 +758,11 @@ impl Social {
                 };
             }
         };
+        if let Err(e) = self.limiter.check(&ctx.address, &other, Scope::Block).await {
+            return v2::UnblockUserResponse {
+                response: Some(Response::InvalidRequest(e)),
+            };
+        }
         match self.store.unblock(&ctx.address, &other).await {
             Ok(_) => {
                 self.bus
