@@ -872,8 +872,6 @@ pub fn is_retryable(backend: Backend, e: &sqlx::Error) -> bool {
     };
     match backend {
         Backend::Postgres => matches!(code.as_ref(), "40001" | "40P01"),
-        Backend::Sqlite => code
-            .parse::<i32>()
-            .is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        Backend::Sqlite => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
     }
 }

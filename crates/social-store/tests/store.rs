@@ -495,9 +495,10 @@ async fn race_two_users(s: Store) {
     }
 }
 
-on_both!(two_users_race_500_times_without_errors, |s: Store| async move {
-    race_two_users(s).await
-});
+on_both!(
+    two_users_race_500_times_without_errors,
+    |s: Store| async move { race_two_users(s).await }
+);
 
 /// Retryable errors are told by the database's code, from real errors: SQLite's busy database
 /// (code 5) while another connection holds the write lock, PostgreSQL's SQLSTATE 40001 and
@@ -516,16 +517,22 @@ async fn retryable_errors_are_told_by_their_code() {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
         .expect("url")
         .busy_timeout(std::time::Duration::ZERO);
-    let mut holder = SqliteConnection::connect_with(&options).await.expect("holder");
-    let mut writer = SqliteConnection::connect_with(&options).await.expect("writer");
+    let mut holder = SqliteConnection::connect_with(&options)
+        .await
+        .expect("holder");
+    let mut writer = SqliteConnection::connect_with(&options)
+        .await
+        .expect("writer");
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut holder)
         .await
         .expect("write lock");
-    let busy = sqlx::query("INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)")
-        .execute(&mut writer)
-        .await
-        .expect_err("the database is busy");
+    let busy = sqlx::query(
+        "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)",
+    )
+    .execute(&mut writer)
+    .await
+    .expect_err("the database is busy");
     let code = busy
         .as_database_error()
         .and_then(|d| d.code())
@@ -542,19 +549,28 @@ async fn retryable_errors_are_told_by_their_code() {
         .await
         .expect("rollback");
     // A unique constraint (code 2067) is final.
-    sqlx::query("INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)")
-        .execute(&mut writer)
-        .await
-        .expect("insert");
-    let dup = sqlx::query("INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)")
-        .execute(&mut writer)
-        .await
-        .expect_err("duplicate");
+    sqlx::query(
+        "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)",
+    )
+    .execute(&mut writer)
+    .await
+    .expect("insert");
+    let dup = sqlx::query(
+        "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)",
+    )
+    .execute(&mut writer)
+    .await
+    .expect_err("duplicate");
     assert!(!is_retryable(Backend::Sqlite, &dup), "{dup}");
     drop(store);
 
     let (pg, _db) = postgres().await;
-    for (code, retryable) in [("40001", true), ("40P01", true), ("23505", false), ("P0001", false)] {
+    for (code, retryable) in [
+        ("40001", true),
+        ("40P01", true),
+        ("23505", false),
+        ("P0001", false),
+    ] {
         let e = sqlx::query(&format!(
             "DO $$ BEGIN RAISE EXCEPTION 'test' USING ERRCODE = '{code}'; END $$"
         ))
