@@ -459,9 +459,9 @@ async fn race_two_users(s: Store) {
     );
     assert!(changed > 100, "the race did change things ({changed})");
     // Consistent views from both sides.
-    let last = s.last_action(A, B).await.unwrap();
-    assert_eq!(last, s.last_action(B, A).await.unwrap());
-    let history = s.history(A, B).await.unwrap();
+    let last = s.last_action(A, B).await.expect("store");
+    assert_eq!(last, s.last_action(B, A).await.expect("store"));
+    let history = s.history(A, B).await.expect("store");
     // The history is ordered by time in milliseconds; two actions of one round (both users
     // blocking) may share one, so the last action is one of the last two rows.
     assert_eq!(history.is_empty(), last.is_none());
@@ -477,17 +477,23 @@ async fn race_two_users(s: Store) {
         );
     }
     let friends = last.as_ref().is_some_and(|l| l.action == Action::Accept);
-    assert_eq!(s.friends(A, 10, 0).await.unwrap().1, i64::from(friends));
-    assert_eq!(s.friends(B, 10, 0).await.unwrap().1, i64::from(friends));
+    assert_eq!(
+        s.friends(A, 10, 0).await.expect("store").1,
+        i64::from(friends)
+    );
+    assert_eq!(
+        s.friends(B, 10, 0).await.expect("store").1,
+        i64::from(friends)
+    );
     let (ab, ba) = (
-        s.block_state(A, B).await.unwrap(),
-        s.block_state(B, A).await.unwrap(),
+        s.block_state(A, B).await.expect("store"),
+        s.block_state(B, A).await.expect("store"),
     );
     assert_eq!((ab.0, ab.1), (ba.1, ba.0));
     let pending = last.as_ref().filter(|l| l.action == Action::Request);
     for (me, other) in [(A, B), (B, A)] {
-        let (received, _) = s.pending_requests(me, true, 10, 0).await.unwrap();
-        let (sent, _) = s.pending_requests(me, false, 10, 0).await.unwrap();
+        let (received, _) = s.pending_requests(me, true, 10, 0).await.expect("store");
+        let (sent, _) = s.pending_requests(me, false, 10, 0).await.expect("store");
         let i_sent = pending.is_some_and(|l| l.acting_user == me);
         let they_sent = pending.is_some_and(|l| l.acting_user == other);
         assert_eq!(sent.len(), usize::from(i_sent), "{me} sent");
