@@ -5,13 +5,19 @@
 //! GetBlockingStatus); [`SocialClient::keep_current`] reads it again whenever a friendship or
 //! block update arrives on the streams and hands it to the [`ChatClient`](crate::ChatClient).
 //!
+//! A read that fails (the service, or its database, is unreachable) never replaces the view:
+//! the last good view stays, and [`SocialClient::view_status`] says it is
+//! [`ViewStatus::Stale`] and why. `keep_current` then reads again after 1 s, 2 s, 4 s, … (at
+//! most every [`RETRY_MAX`]) and at the next update, until a read succeeds
+//! ([`ViewStatus::Current`] again).
+//!
 //! The dcl-rpc client here is our own, small and for this one service: one reader task routes
 //! responses and stream items by message number; stream items are acknowledged one at a time
 //! as they are taken, so the server's one-item-in-flight backpressure holds.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chat_core::SocialView;
@@ -28,9 +34,13 @@ use tokio_tungstenite::tungstenite::Message;
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Friends read per GetFriends page.
 const PAGE: i32 = 1000;
+/// First pause before reading the view again after a failed read; it doubles each time.
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest pause between reads of a stale view.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Errors talking to the social service.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SocialError {
     #[error("cannot connect to the social service: {0}")]
     Connect(String),
@@ -42,6 +52,21 @@ pub enum SocialError {
     Remote(String),
     #[error("unexpected answer from the social service: {0}")]
     Protocol(String),
+}
+
+/// How current the social view that [`SocialClient::keep_current`] (or
+/// [`SocialClient::refresh`]) maintains is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewStatus {
+    /// No view was read yet.
+    Unknown,
+    /// The last read succeeded: the view is the service's.
+    Current,
+    /// The last `failures` reads failed, the latest with `error`: the view is the last good
+    /// one, unchanged. `keep_current` keeps trying (see the module docs); if the connection
+    /// closed, it has stopped (`error` is [`SocialError::Closed`]) and the caller should
+    /// connect again.
+    Stale { error: SocialError, failures: u32 },
 }
 
 type Pending = Mutex<HashMap<u32, oneshot::Sender<Result<Frame, SocialError>>>>;
@@ -61,6 +86,7 @@ pub struct SocialClient {
     port: u32,
     procedures: Arc<HashMap<String, u32>>,
     me: String,
+    status: Arc<tokio::sync::watch::Sender<ViewStatus>>,
 }
 
 /// The auth frame: the signed-fetch headers of `GET /` as a JSON object.
@@ -138,6 +164,7 @@ impl SocialClient {
             port: 0,
             procedures: Arc::new(HashMap::new()),
             me: identity.address().to_lower_hex(),
+            status: Arc::new(tokio::sync::watch::Sender::new(ViewStatus::Unknown)),
         };
         let n = client.number();
         let port = match client
@@ -267,12 +294,19 @@ impl SocialClient {
     pub async fn view(&self) -> Result<SocialView, SocialError> {
         use v2::get_social_settings_response::Response as S;
         let settings: v2::GetSocialSettingsResponse = self.call("GetSocialSettings", &()).await?;
+        // No setting, or one this client does not know, is an error: not a default.
         let privacy = match settings.response {
-            Some(S::Ok(ok)) => match ok.settings.map(|s| s.private_messages_privacy) {
-                Some(p) if p == v2::PrivateMessagePrivacySetting::OnlyFriends as i32 => {
-                    Privacy::OnlyFriends
+            Some(S::Ok(ok)) => match ok
+                .settings
+                .map(|s| v2::PrivateMessagePrivacySetting::try_from(s.private_messages_privacy))
+            {
+                Some(Ok(v2::PrivateMessagePrivacySetting::OnlyFriends)) => Privacy::OnlyFriends,
+                Some(Ok(v2::PrivateMessagePrivacySetting::All)) => Privacy::All,
+                other => {
+                    return Err(SocialError::Protocol(format!(
+                        "GetSocialSettings: private_messages_privacy {other:?}"
+                    )));
                 }
-                _ => Privacy::All,
             },
             other => return Err(SocialError::Remote(format!("GetSocialSettings: {other:?}"))),
         };
@@ -316,32 +350,83 @@ impl SocialClient {
     }
 
     /// Reads the view again and gives it to `chat` (after the user's own changes, which the
-    /// update streams do not report back).
+    /// update streams do not report back). On failure `chat` keeps its view, the error is
+    /// returned and [`SocialClient::view_status`] says the view is stale.
     pub async fn refresh(&self, chat: &crate::ChatClient) -> Result<(), SocialError> {
-        chat.set_social_view(self.view().await?);
-        Ok(())
+        self.refresh_view(&chat.view_handle()).await
+    }
+
+    /// [`SocialClient::refresh`] for a view held elsewhere (`me` is kept).
+    pub async fn refresh_view(&self, view: &RwLock<SocialView>) -> Result<(), SocialError> {
+        match self.view().await {
+            Ok(v) => {
+                crate::set_view(view, v);
+                self.status.send_replace(ViewStatus::Current);
+                Ok(())
+            }
+            Err(e) => {
+                self.mark_stale(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a failed read: the view is the last good one.
+    fn mark_stale(&self, error: SocialError) {
+        tracing::warn!(%error, "cannot read the social view; keeping the last good one");
+        self.status.send_modify(|s| {
+            let failures = match s {
+                ViewStatus::Stale { failures, .. } => failures.saturating_add(1),
+                _ => 1,
+            };
+            *s = ViewStatus::Stale { error, failures };
+        });
+    }
+
+    /// Whether the view is current, or stale and why.
+    pub fn view_status(&self) -> ViewStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every change of [`SocialClient::view_status`].
+    pub fn watch_view_status(&self) -> tokio::sync::watch::Receiver<ViewStatus> {
+        self.status.subscribe()
     }
 
     /// Keeps `chat`'s social view current: now, and again after every friendship or block
-    /// update (until the connection closes). Returns once the first view is set.
+    /// update (until the connection closes). Returns once the first view is set. A failed
+    /// read keeps the last good view and is retried (see the module docs).
     pub async fn keep_current(&self, chat: &crate::ChatClient) -> Result<(), SocialError> {
+        self.keep_view_current(chat.view_handle()).await
+    }
+
+    /// [`SocialClient::keep_current`] for a view held elsewhere (`me` is kept).
+    pub async fn keep_view_current(
+        &self,
+        view: Arc<RwLock<SocialView>>,
+    ) -> Result<(), SocialError> {
         let mut friendships = self.subscribe("SubscribeToFriendshipUpdates").await?;
         let mut blocks = self.subscribe("SubscribeToBlockUpdates").await?;
-        chat.set_social_view(self.view().await?);
-        let view = chat.view_handle();
+        self.refresh_view(&view).await?;
         let client = self.clone();
         tokio::spawn(async move {
+            let mut retry = RETRY_FIRST;
             loop {
+                let stale = matches!(client.view_status(), ViewStatus::Stale { .. });
                 let more = tokio::select! {
                     u = friendships.next() => u.is_some(),
                     u = blocks.next() => u.is_some(),
+                    _ = tokio::time::sleep(retry), if stale => true,
                 };
                 if !more {
+                    // The connection closed: nothing keeps the view current any more.
+                    client.mark_stale(SocialError::Closed);
                     break;
                 }
-                match client.view().await {
-                    Ok(v) => crate::set_view(&view, v),
-                    Err(e) => tracing::warn!(error = %e, "cannot refresh the social view"),
+                match client.refresh_view(&view).await {
+                    Ok(()) => retry = RETRY_FIRST,
+                    Err(_) if stale => retry = (retry * 2).min(RETRY_MAX),
+                    Err(_) => retry = RETRY_FIRST,
                 }
             }
         });

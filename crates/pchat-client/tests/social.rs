@@ -216,3 +216,199 @@ async fn the_inbox_follows_settings_friendships_and_blocks_from_the_social_servi
     a.chat.leave().await;
     b.chat.leave().await;
 }
+
+/// A fresh PostgreSQL database for one test, dropped afterwards (connections allowed again
+/// first).
+struct TestDb {
+    url: String,
+    admin: String,
+    name: String,
+}
+
+fn psql(admin: &str, sql: &str) {
+    let ok = std::process::Command::new("psql")
+        .arg(admin)
+        .arg("-qtAc")
+        .arg(sql)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("psql");
+    assert!(ok.success(), "psql {sql}");
+}
+
+impl TestDb {
+    fn fresh() -> TestDb {
+        let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
+            .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
+        let name = format!("pchat_c_{:016x}", rand_u64());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .expect("url");
+        TestDb {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+
+    /// Refuses (or allows again) connections; refusing also ends the open ones.
+    fn reachable(&self, yes: bool) {
+        psql(
+            &self.admin,
+            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS {yes}", self.name),
+        );
+        if !yes {
+            psql(
+                &self.admin,
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                    self.name
+                ),
+            );
+        }
+    }
+}
+
+impl std::ops::Drop for TestDb {
+    fn drop(&mut self) {
+        for sql in [
+            format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name),
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ] {
+            let _ = std::process::Command::new("psql")
+                .arg(&self.admin)
+                .arg("-qc")
+                .arg(sql)
+                .status();
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// The social service's database becomes unreachable: a refresh fails, the view stays the last
+/// good one and the client says it is stale (and why); once the database is back the view is
+/// read again by itself and is current. Real social service on real PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
+    use pchat_client::social::{SocialError, ViewStatus};
+    use std::sync::{Arc, RwLock};
+
+    let db = TestDb::fresh();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ws = format!("ws://{}/", listener.local_addr().expect("addr"));
+    let app = social::App::build(&social::SocialConfig::new(&db.url))
+        .await
+        .expect("social");
+    tokio::spawn(social::serve(listener, app.clone(), std::future::pending()));
+
+    let wallet = authchain::Wallet::random();
+    let me = wallet.address().to_lower_hex();
+    let friend = authchain::Wallet::random().address().to_lower_hex();
+    let blocked = authchain::Wallet::random().address().to_lower_hex();
+    let store = &app.social.store;
+    store
+        .apply_action(&me, &friend, social_core::Action::Request, None)
+        .await
+        .expect("request");
+    store
+        .apply_action(&friend, &me, social_core::Action::Accept, None)
+        .await
+        .expect("accept");
+    store.block(&me, &blocked).await.expect("block");
+
+    let identity =
+        authchain::Identity::new(&wallet, chrono::Utc::now() + chrono::Duration::hours(1));
+    let client = SocialClient::connect(&ws, &identity)
+        .await
+        .expect("social service");
+    assert_eq!(client.view_status(), ViewStatus::Unknown);
+    let view = Arc::new(RwLock::new(SocialView {
+        me: me.clone(),
+        ..SocialView::default()
+    }));
+    client
+        .keep_view_current(view.clone())
+        .await
+        .expect("first view");
+    assert_eq!(client.view_status(), ViewStatus::Current);
+    let good = view.read().expect("view").clone();
+    assert!(good.friends.contains(&friend) && good.blocked.contains(&blocked));
+
+    // The database goes away. An explicit refresh fails and changes nothing.
+    db.reachable(false);
+    let err = client
+        .refresh_view(&view)
+        .await
+        .expect_err("no refresh without a database");
+    assert!(matches!(err, SocialError::Remote(_)), "{err:?}");
+    assert!(
+        matches!(client.view_status(), ViewStatus::Stale { .. }),
+        "{:?}",
+        client.view_status()
+    );
+    assert_same(&view, &good, "the last good view is kept");
+
+    // An update arrives (say from an instance that wrote just before the outage): the read it
+    // triggers fails too, and again the view is kept.
+    let mut status = client.watch_view_status();
+    let before = match client.view_status() {
+        ViewStatus::Stale { failures, .. } => failures,
+        other => panic!("{other:?}"),
+    };
+    app.social
+        .bus
+        .publish(
+            &me,
+            social::bus::Update::Block(v2::BlockUpdate {
+                address: friend.clone(),
+                is_blocked: true,
+            }),
+        )
+        .await;
+    tokio::time::timeout(
+        LIMIT,
+        status.wait_for(|s| matches!(s, ViewStatus::Stale { failures, .. } if *failures > before)),
+    )
+    .await
+    .expect("the failed read is reported in time")
+    .expect("status");
+    assert_same(&view, &good, "the last good view is kept");
+
+    // The database is back: the client reads the view again by itself, without any update.
+    db.reachable(true);
+    tokio::time::timeout(
+        Duration::from_secs(40),
+        status.wait_for(|s| *s == ViewStatus::Current),
+    )
+    .await
+    .expect("current again in time")
+    .expect("status");
+    assert_same(&view, &good, "the view after the outage");
+}
+
+fn assert_same(view: &std::sync::RwLock<SocialView>, good: &SocialView, what: &str) {
+    let v = view.read().expect("view");
+    assert_eq!(
+        (&v.me, v.privacy, &v.friends, &v.blocked, &v.blocked_by),
+        (
+            &good.me,
+            good.privacy,
+            &good.friends,
+            &good.blocked,
+            &good.blocked_by
+        ),
+        "{what}"
+    );
+}

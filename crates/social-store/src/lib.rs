@@ -5,8 +5,18 @@
 //! insert that loses to a concurrent insert), retried after re-reading and re-validating with
 //! [`social_core::validate`]. So two users requesting each other at once, or an accept racing a
 //! cancel, end in one consistent state on both databases.
+//!
+//! SQLite (the default store) allows one writer at a time: connections use WAL (readers do not
+//! wait for the writer) and wait up to [`SQLITE_BUSY_TIMEOUT`] for the write lock, and a change
+//! to a pair takes the write lock when its transaction begins (`BEGIN IMMEDIATE`), so the read
+//! it validates against cannot go stale before its write. Every write goes through one retry
+//! helper ([`Store::retrying`]) that tries again, after a short random pause and at most
+//! [`MAX_ATTEMPTS`] times, only what the database itself calls retryable by its error code
+//! ([`is_retryable`]); any other error is returned at once.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use social_core::{
@@ -70,9 +80,20 @@ pub struct Applied {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Changes to one pair take turns within this process (a pair maps to one of these by
+    /// hash), so they do not keep losing their compare-and-set to each other; across
+    /// processes the compare-and-set and its retries still decide.
+    pair_turns: Arc<[tokio::sync::Mutex<()>]>,
 }
 
-const MAX_ATTEMPTS: usize = 12;
+/// How many locks the pairs are spread over (a pair's change holds one for two statements).
+const PAIR_TURNS: usize = 256;
+
+/// Most tries of one write (a lost compare-and-set, or a retryable database error).
+pub const MAX_ATTEMPTS: usize = 12;
+/// How long a SQLite connection waits for another connection's write lock before it fails
+/// with SQLITE_BUSY (then retried, see [`is_retryable`]).
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -129,9 +150,12 @@ impl Store {
                         sqlx::query("PRAGMA journal_mode = WAL")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query(&format!(
+                            "PRAGMA busy_timeout = {}",
+                            SQLITE_BUSY_TIMEOUT.as_millis()
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
                         sqlx::query("PRAGMA foreign_keys = ON")
                             .execute(&mut *conn)
                             .await?;
@@ -142,7 +166,13 @@ impl Store {
             .connect(&url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            pair_turns: (0..PAIR_TURNS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -192,6 +222,15 @@ impl Store {
     /// Changes the given fields of a user's settings in one statement (concurrent changes to
     /// different fields all stick) and returns the result.
     pub async fn upsert_settings(
+        &self,
+        address: &str,
+        change: SettingsChange,
+    ) -> Result<SocialSettings> {
+        self.retrying(|| async { self.try_upsert_settings(address, change).await.map(Some) })
+            .await
+    }
+
+    async fn try_upsert_settings(
         &self,
         address: &str,
         change: SettingsChange,
@@ -246,15 +285,33 @@ impl Store {
         action: Action,
         message: Option<&str>,
     ) -> Result<Applied> {
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.try_apply(acting, other, action, message, false).await {
-                Ok(Some(applied)) => return Ok(applied),
+        self.retrying(|| self.try_apply(acting, other, action, message, false))
+            .await
+    }
+
+    /// Runs `attempt` until it answers: `Ok(Some(_))` is the result, `Ok(None)` (a concurrent
+    /// change won a compare-and-set) and a retryable database error ([`is_retryable`]) are
+    /// tried again after a short random pause that grows with each try, at most
+    /// [`MAX_ATTEMPTS`] times in all ([`StoreError::Conflict`] after that, or the last error);
+    /// any other error is returned at once.
+    pub async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        for n in 0..MAX_ATTEMPTS {
+            match attempt().await {
+                Ok(Some(done)) => return Ok(done),
                 Ok(None) => {}
-                Err(StoreError::Database(e)) if attempt + 1 < MAX_ATTEMPTS && is_transient(&e) => {}
+                Err(StoreError::Database(e))
+                    if n + 1 < MAX_ATTEMPTS && is_retryable(self.backend, &e) =>
+                {
+                    tracing::debug!(error = %e, attempt = n + 1, "retrying a database write");
+                }
                 Err(e) => return Err(e),
             }
             tokio::time::sleep(Duration::from_millis(
-                2 + rand::random::<u64>() % (5 * (attempt as u64 + 1)),
+                2 + rand::random::<u64>() % (5 * (n as u64 + 1)),
             ))
             .await;
         }
@@ -278,8 +335,17 @@ impl Store {
         skip_block_check: bool,
     ) -> Result<Option<Applied>> {
         let (a, b) = ordered(acting, other);
+        let _turn = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (a, b).hash(&mut h);
+            self.pair_turns[(h.finish() % PAIR_TURNS as u64) as usize]
+                .lock()
+                .await
+        };
         let mut conn = match self.backend {
-            Backend::Sqlite => PairConn::Tx(self.pool.begin().await?),
+            // The write lock now (waiting up to the busy timeout), not at the first write: a
+            // deferred transaction whose read went stale fails its write with SQLITE_BUSY.
+            Backend::Sqlite => PairConn::Tx(self.pool.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres => PairConn::Pooled(self.pool.acquire().await?),
         };
         let row = sqlx::query(
@@ -626,14 +692,18 @@ impl Store {
         if blocker == blocked {
             return Err(FriendshipError::SelfRequest.into());
         }
-        sqlx::query(
-            "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (blocker_address, blocked_address) DO NOTHING",
-        )
-        .bind(blocker.to_owned())
-        .bind(blocked.to_owned())
-        .bind(now_ms())
-        .execute(&self.pool)
+        self.retrying(|| async {
+            sqlx::query(
+                "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (blocker_address, blocked_address) DO NOTHING",
+            )
+            .bind(blocker.to_owned())
+            .bind(blocked.to_owned())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+            Ok(Some(()))
+        })
         .await?;
         if self.last_action(blocker, blocked).await?.is_none() {
             return Ok(None);
@@ -646,29 +716,28 @@ impl Store {
     /// Removes `blocker`'s block of `blocked`. When the pair's last action was that block and no
     /// block remains, a `delete` follows so that either may send a request again.
     pub async fn unblock(&self, blocker: &str, blocked: &str) -> Result<bool> {
-        let removed =
-            sqlx::query("DELETE FROM blocks WHERE blocker_address = $1 AND blocked_address = $2")
+        let removed = self
+            .retrying(|| async {
+                let done = sqlx::query(
+                    "DELETE FROM blocks WHERE blocker_address = $1 AND blocked_address = $2",
+                )
                 .bind(blocker.to_owned())
                 .bind(blocked.to_owned())
                 .execute(&self.pool)
-                .await?
-                .rows_affected()
-                > 0;
+                .await?;
+                Ok(Some(done.rows_affected() > 0))
+            })
+            .await?;
         let (i_blocked, blocked_me) = self.block_state(blocker, blocked).await?;
         let last = self.last_action(blocker, blocked).await?;
         if !i_blocked && !blocked_me && last.is_some_and(|l| l.action == Action::Block) {
-            for attempt in 0..MAX_ATTEMPTS {
-                match self
-                    .try_apply(blocker, blocked, Action::Delete, None, true)
-                    .await
-                {
-                    Ok(Some(_)) => break,
-                    Ok(None) => {}
-                    Err(StoreError::Rejected(_)) => break,
-                    Err(StoreError::Database(e))
-                        if attempt + 1 < MAX_ATTEMPTS && is_transient(&e) => {}
-                    Err(e) => return Err(e),
-                }
+            match self
+                .retrying(|| self.try_apply(blocker, blocked, Action::Delete, None, true))
+                .await
+            {
+                // Someone else moved the pair on since: nothing to delete.
+                Ok(_) | Err(StoreError::Rejected(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(removed)
@@ -791,11 +860,18 @@ fn with_history_binds<'q>(
         .bind(now)
 }
 
-/// Busy/locked (SQLite) and serialization failures (PostgreSQL) are worth another attempt.
-fn is_transient(e: &sqlx::Error) -> bool {
-    let text = e.to_string().to_lowercase();
-    text.contains("locked")
-        || text.contains("busy")
-        || text.contains("serializ")
-        || text.contains("deadlock")
+/// Whether the database says `e` is worth another try, by its error code (never its text):
+/// on PostgreSQL a serialization failure or a deadlock (SQLSTATE `40001`, `40P01`); on SQLite
+/// a busy or locked database (primary result codes 5 `SQLITE_BUSY` and 6 `SQLITE_LOCKED`, with
+/// their extended codes such as 261 `SQLITE_BUSY_RECOVERY`, 517 `SQLITE_BUSY_SNAPSHOT` or 262
+/// `SQLITE_LOCKED_SHAREDCACHE`: the primary code is the low byte). Connection failures are
+/// not retried here: during an outage the caller answers an error at once.
+pub fn is_retryable(backend: Backend, e: &sqlx::Error) -> bool {
+    let Some(code) = e.as_database_error().and_then(|d| d.code()) else {
+        return false;
+    };
+    match backend {
+        Backend::Postgres => matches!(code.as_ref(), "40001" | "40P01"),
+        Backend::Sqlite => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+    }
 }

@@ -366,3 +366,227 @@ on_both!(blocked_users_page_in_the_database, |s: Store| async move {
     assert_eq!(s.blocked_page(A, 2, 10).await.unwrap(), (vec![], 5));
     assert_eq!(s.blocked_page(B, 2, 0).await.unwrap(), (vec![], 0));
 });
+
+/// One of the moves a user makes in the race below.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    Act(Action),
+    Unblock,
+}
+
+const MOVES: [Move; 7] = [
+    Move::Act(Action::Request),
+    Move::Act(Action::Accept),
+    Move::Act(Action::Cancel),
+    Move::Act(Action::Block),
+    Move::Unblock,
+    Move::Act(Action::Reject),
+    Move::Act(Action::Delete),
+];
+
+/// `me`'s move toward `other`: `Ok(true)` when it changed something, `Ok(false)` when the
+/// rules refused it (a normal outcome of a race); any other error is returned.
+async fn play(s: &Store, me: &str, other: &str, m: Move) -> Result<bool, StoreError> {
+    let out = match m {
+        Move::Act(Action::Block) => s.block(me, other).await.map(|_| true),
+        Move::Act(a) => s.apply_action(me, other, a, None).await.map(|_| true),
+        Move::Unblock => s.unblock(me, other).await,
+    };
+    match out {
+        Err(StoreError::Rejected(_)) => Ok(false),
+        other => other,
+    }
+}
+
+/// Two users race request/accept/cancel/block (and unblock, reject, delete) 500 times each,
+/// each with several moves in flight at once (as a client that does not wait for one answer
+/// before the next), with a reader alongside: no move fails with anything but a rule refusal
+/// (no "database is locked", no give-up after too many conflicts), and afterwards both sides
+/// see the same friendship.
+async fn race_two_users(s: Store) {
+    const MOVES_EACH: usize = 500;
+    const IN_FLIGHT: usize = 4;
+    let s = Arc::new(s);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (me, other, stride) in [(A, B, 1usize), (B, A, 3usize)] {
+        for lane in 0..IN_FLIGHT {
+            let s = s.clone();
+            tasks.spawn(async move {
+                let mut errors = Vec::new();
+                let mut changed = 0usize;
+                for i in (lane..MOVES_EACH).step_by(IN_FLIGHT) {
+                    let m = MOVES[(i * stride + i / MOVES.len()) % MOVES.len()];
+                    match play(&s, me, other, m).await {
+                        Ok(c) => changed += usize::from(c),
+                        Err(e) => errors.push(format!("move {i}: {me} {m:?}: {e}")),
+                    }
+                }
+                (errors, changed)
+            });
+        }
+    }
+    let reader = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for _ in 0..MOVES_EACH / 2 {
+                let r = async {
+                    s.friends(A, 10, 0).await?;
+                    s.pending_requests(B, true, 10, 0).await?;
+                    s.block_state(A, B).await
+                }
+                .await;
+                if let Err(e) = r {
+                    errors.push(format!("reader: {e}"));
+                }
+            }
+            errors
+        })
+    };
+    let mut errors = Vec::new();
+    let mut changed = 0usize;
+    while let Some(done) = tasks.join_next().await {
+        let (e, c) = done.expect("a racer panicked");
+        errors.extend(e);
+        changed += c;
+    }
+    errors.extend(reader.await.expect("the reader panicked"));
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(changed > 100, "the race did change things ({changed})");
+    // Consistent views from both sides.
+    let last = s.last_action(A, B).await.expect("store");
+    assert_eq!(last, s.last_action(B, A).await.expect("store"));
+    let history = s.history(A, B).await.expect("store");
+    // The history is ordered by time in milliseconds; two actions of one round (both users
+    // blocking) may share one, so the last action is one of the last two rows.
+    assert_eq!(history.is_empty(), last.is_none());
+    if let Some(l) = &last {
+        assert!(
+            history
+                .iter()
+                .rev()
+                .take(2)
+                .any(|(a, u)| *a == l.action && *u == l.acting_user),
+            "the history ends with the pair's last action {l:?}: {:?}",
+            &history[history.len().saturating_sub(3)..]
+        );
+    }
+    let friends = last.as_ref().is_some_and(|l| l.action == Action::Accept);
+    assert_eq!(
+        s.friends(A, 10, 0).await.expect("store").1,
+        i64::from(friends)
+    );
+    assert_eq!(
+        s.friends(B, 10, 0).await.expect("store").1,
+        i64::from(friends)
+    );
+    let (ab, ba) = (
+        s.block_state(A, B).await.expect("store"),
+        s.block_state(B, A).await.expect("store"),
+    );
+    assert_eq!((ab.0, ab.1), (ba.1, ba.0));
+    let pending = last.as_ref().filter(|l| l.action == Action::Request);
+    for (me, other) in [(A, B), (B, A)] {
+        let (received, _) = s.pending_requests(me, true, 10, 0).await.expect("store");
+        let (sent, _) = s.pending_requests(me, false, 10, 0).await.expect("store");
+        let i_sent = pending.is_some_and(|l| l.acting_user == me);
+        let they_sent = pending.is_some_and(|l| l.acting_user == other);
+        assert_eq!(sent.len(), usize::from(i_sent), "{me} sent");
+        assert_eq!(received.len(), usize::from(they_sent), "{me} received");
+    }
+}
+
+on_both!(
+    two_users_race_500_times_without_errors,
+    |s: Store| async move { race_two_users(s).await }
+);
+
+/// Retryable errors are told by the database's code, from real errors: SQLite's busy database
+/// (code 5) while another connection holds the write lock, PostgreSQL's SQLSTATE 40001 and
+/// 40P01; a constraint violation or another SQLSTATE is not retryable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_errors_are_told_by_their_code() {
+    use social_store::{Backend, is_retryable};
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+    use std::str::FromStr;
+
+    let (store, db) = sqlite().await;
+    let TestDb::Sqlite(dir) = &db else {
+        unreachable!()
+    };
+    let file = dir.path().join("social.sqlite");
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
+        .expect("url")
+        .busy_timeout(std::time::Duration::ZERO);
+    let mut holder = SqliteConnection::connect_with(&options)
+        .await
+        .expect("holder");
+    let mut writer = SqliteConnection::connect_with(&options)
+        .await
+        .expect("writer");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("write lock");
+    let busy = sqlx::query(
+        "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)",
+    )
+    .execute(&mut writer)
+    .await
+    .expect_err("the database is busy");
+    let code = busy
+        .as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned());
+    assert!(
+        code.as_deref()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 5),
+        "{busy} ({code:?})"
+    );
+    assert!(is_retryable(Backend::Sqlite, &busy), "{busy}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    // A unique constraint (code 2067) is final.
+    sqlx::query(
+        "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)",
+    )
+    .execute(&mut writer)
+    .await
+    .expect("insert");
+    let dup = sqlx::query(
+        "INSERT INTO blocks (blocker_address, blocked_address, blocked_at) VALUES ('a', 'b', 1)",
+    )
+    .execute(&mut writer)
+    .await
+    .expect_err("duplicate");
+    assert!(!is_retryable(Backend::Sqlite, &dup), "{dup}");
+    drop(store);
+
+    let (pg, _db) = postgres().await;
+    for (code, retryable) in [
+        ("40001", true),
+        ("40P01", true),
+        ("23505", false),
+        ("P0001", false),
+    ] {
+        let e = sqlx::query(&format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'test' USING ERRCODE = '{code}'; END $$"
+        ))
+        .execute(pg.pool())
+        .await
+        .expect_err("raised");
+        assert_eq!(
+            e.as_database_error().and_then(|d| d.code()).as_deref(),
+            Some(code)
+        );
+        assert_eq!(is_retryable(Backend::Postgres, &e), retryable, "{code}");
+    }
+}

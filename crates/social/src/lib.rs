@@ -207,12 +207,9 @@ async fn privacy_settings(State(app): State<Arc<App>>, Path(address): Path<Strin
         )
             .into_response();
     };
-    match app
-        .social
-        .settings_of(std::slice::from_ref(&address))
-        .await
-        .map(|s| s.into_iter().next().unwrap_or_default())
-    {
+    // A failed read is a 500 (never the default `all`): the gatekeeper then falls back to the
+    // last value it had for this user.
+    match app.social.settings_for(&address).await {
         Ok(s) => {
             axum::Json(json!({"private_messages_privacy": s.private_messages_privacy.as_str()}))
                 .into_response()

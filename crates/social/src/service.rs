@@ -50,6 +50,14 @@ fn internal(e: impl std::fmt::Display) -> InternalServerError {
     }
 }
 
+/// A failed read of a procedure whose response has no error arm (GetFriends, GetMutualFriends,
+/// GetBlockedUsers, GetBlockingStatus, the connectivity stream's snapshot): a dcl-rpc remote
+/// error, never an empty or default answer the client would take for the truth.
+fn read_failed(e: impl std::fmt::Display) -> RpcError {
+    tracing::error!(error = %e, "social service read failed");
+    RpcError::new("Internal server error: the social data could not be read; try again")
+}
+
 fn invalid(message: impl Into<String>) -> InvalidRequest {
     InvalidRequest {
         message: Some(message.into()),
@@ -138,6 +146,27 @@ where
     })
 }
 
+/// Wraps a typed unary handler that can fail without an error arm in its response: the error
+/// is answered as a dcl-rpc remote error.
+fn fallible_unary<Req, Resp, F, Fut>(social: &Arc<Social>, f: F) -> Procedure
+where
+    Req: Message + Default + 'static,
+    Resp: Message + 'static,
+    F: Fn(Arc<Social>, CallContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, RpcError>> + Send + 'static,
+{
+    let social = social.clone();
+    let f = Arc::new(f);
+    Procedure::unary(move |ctx, payload: Payload| {
+        let (social, f) = (social.clone(), f.clone());
+        async move {
+            let req = Req::decode(payload.as_slice())
+                .map_err(|e| RpcError::new(format!("invalid request payload: {e}")))?;
+            Ok(f(social, ctx, req).await?.encode_to_vec())
+        }
+    })
+}
+
 /// A server stream of the updates addressed to the caller that `pick` selects.
 fn updates(social: &Arc<Social>, pick: fn(&Update) -> Option<Vec<u8>>) -> Procedure {
     let social = social.clone();
@@ -155,14 +184,18 @@ fn updates(social: &Arc<Social>, pick: fn(&Update) -> Option<Vec<u8>>) -> Proced
 
 /// Friend connectivity: first an ONLINE item for each friend online now (on any instance), then
 /// the changes. The subscription starts before the snapshot is taken, so no change is missed
-/// (one may repeat what the snapshot said).
+/// (one may repeat what the snapshot said). If the friend list cannot be read, the stream is
+/// refused with a remote error (not opened with an empty snapshot).
 fn connectivity_updates(social: &Arc<Social>) -> Procedure {
     let social = social.clone();
     Procedure::server_stream(move |ctx, _payload| {
         let subscription = social.bus.subscribe(&ctx.address);
         let social = social.clone();
         async move {
-            let online = social.online_friends(&ctx.address).await;
+            let online = social
+                .online_friends(&ctx.address)
+                .await
+                .map_err(read_failed)?;
             let snapshot = futures_util::stream::iter(online.into_iter().map(|friend| {
                 Ok(v2::FriendConnectivityUpdate {
                     friend: Some(friend),
@@ -252,30 +285,37 @@ impl Social {
             .get(address)
     }
 
-    /// A page of friend profiles; a store failure is logged and answered with an empty page
-    /// (the response has no error arm).
+    /// A page of friend profiles; a store failure is a remote error (the response has no
+    /// error arm, and an empty page would say "no friends").
     async fn friends_page(
         &self,
         result: Result<(Vec<String>, i64), StoreError>,
         limit: i64,
         offset: i64,
-    ) -> v2::PaginatedFriendsProfilesResponse {
-        match result {
-            Ok((friends, total)) => {
-                let profiles = self.profiles.profiles(&friends).await;
-                v2::PaginatedFriendsProfilesResponse {
-                    friends: friends.iter().map(|f| profiles.get(f).friend()).collect(),
-                    pagination_data: Some(paginated(total, limit, offset)),
-                }
-            }
-            Err(e) => {
-                let _ = internal(e);
-                v2::PaginatedFriendsProfilesResponse::default()
-            }
-        }
+    ) -> Result<v2::PaginatedFriendsProfilesResponse, RpcError> {
+        let (friends, total) = result.map_err(read_failed)?;
+        let profiles = self.profiles.profiles(&friends).await;
+        Ok(v2::PaginatedFriendsProfilesResponse {
+            friends: friends.iter().map(|f| profiles.get(f).friend()).collect(),
+            pagination_data: Some(paginated(total, limit, offset)),
+        })
     }
 
-    /// Settings of each address, in order (defaults for users without a row).
+    /// One user's settings (defaults if the user never changed them); a failed read is an
+    /// error.
+    pub async fn settings_for(
+        &self,
+        address: &str,
+    ) -> Result<social_core::SocialSettings, StoreError> {
+        let mut all = self
+            .settings_of(std::slice::from_ref(&address.to_owned()))
+            .await?;
+        all.pop()
+            .ok_or_else(|| StoreError::Corrupt("no settings answered for one address".into()))
+    }
+
+    /// Settings of each address, in order (defaults for users without a row). A failed read
+    /// is an error, never defaults.
     pub async fn settings_of(
         &self,
         addresses: &[String],
@@ -292,13 +332,15 @@ impl Social {
             let found = self.store.settings_many(&missing).await?;
             for (slot, address) in out.iter_mut().zip(addresses) {
                 if slot.is_none() {
+                    // The read succeeded and has no row: the user never changed a setting.
                     let s = found.get(address).copied().unwrap_or_default();
                     self.cache.put_settings(generation, address, s);
                     *slot = Some(s);
                 }
             }
         }
-        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+        // Every slot is filled by now (from the cache or the read above).
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// `address`'s whole friend list when caching is on and it is short enough to cache;
@@ -327,16 +369,16 @@ impl Social {
         let mut procedures: Vec<(String, Procedure)> = Vec::new();
         for name in social_proto::SOCIAL_SERVICE_PROCEDURES {
             let p = match *name {
-                "GetFriends" => unary(s, Self::get_friends),
-                "GetMutualFriends" => unary(s, Self::get_mutual_friends),
+                "GetFriends" => fallible_unary(s, Self::get_friends),
+                "GetMutualFriends" => fallible_unary(s, Self::get_mutual_friends),
                 "GetPendingFriendshipRequests" => unary(s, |s, c, r| Self::requests(s, c, r, true)),
                 "GetSentFriendshipRequests" => unary(s, |s, c, r| Self::requests(s, c, r, false)),
                 "UpsertFriendship" => unary(s, Self::upsert_friendship),
                 "GetFriendshipStatus" => unary(s, Self::friendship_status),
                 "BlockUser" => unary(s, Self::block_user),
                 "UnblockUser" => unary(s, Self::unblock_user),
-                "GetBlockedUsers" => unary(s, Self::blocked_users),
-                "GetBlockingStatus" => unary(s, Self::blocking_status),
+                "GetBlockedUsers" => fallible_unary(s, Self::blocked_users),
+                "GetBlockingStatus" => fallible_unary(s, Self::blocking_status),
                 "GetSocialSettings" => unary(s, Self::get_settings),
                 "UpsertSocialSettings" => unary(s, Self::upsert_settings),
                 "GetPrivateMessagesSettings" => unary(s, Self::private_messages_settings),
@@ -401,21 +443,14 @@ impl Social {
     }
 
     /// Profiles of `address`'s friends who are online now (at most `MAX_PAGE * 10` friends are
-    /// looked at; a store failure gives none).
-    pub async fn online_friends(&self, address: &str) -> Vec<v2::FriendProfile> {
-        let friends = match self.friend_list(address).await {
-            Ok(Some(list)) => list.as_slice().to_vec(),
-            Ok(None) => match self.store.friends(address, MAX_PAGE * 10, 0).await {
-                Ok((f, _)) => f,
-                Err(e) => {
-                    let _ = internal(e);
-                    return Vec::new();
-                }
-            },
-            Err(e) => {
-                let _ = internal(e);
-                return Vec::new();
-            }
+    /// looked at). A store failure is an error, not "nobody online".
+    pub async fn online_friends(
+        &self,
+        address: &str,
+    ) -> Result<Vec<v2::FriendProfile>, StoreError> {
+        let friends = match self.friend_list(address).await? {
+            Some(list) => list.as_slice().to_vec(),
+            None => self.store.friends(address, MAX_PAGE * 10, 0).await?.0,
         };
         let online: Vec<String> = self
             .presence
@@ -426,7 +461,7 @@ impl Social {
             .filter_map(|(on, f)| on.then_some(f))
             .collect();
         let profiles = self.profiles.profiles(&online).await;
-        online.iter().map(|f| profiles.get(f).friend()).collect()
+        Ok(online.iter().map(|f| profiles.get(f).friend()).collect())
     }
 
     /// Whether `address` holds a connection to this instance.
@@ -470,7 +505,7 @@ impl Social {
         self: Arc<Self>,
         ctx: CallContext,
         req: v2::GetFriendsPayload,
-    ) -> v2::PaginatedFriendsProfilesResponse {
+    ) -> Result<v2::PaginatedFriendsProfilesResponse, RpcError> {
         let (limit, offset) = page(req.pagination);
         let result = match self.friend_list(&ctx.address).await {
             Ok(Some(list)) => {
@@ -489,11 +524,11 @@ impl Social {
         self: Arc<Self>,
         ctx: CallContext,
         req: v2::GetMutualFriendsPayload,
-    ) -> v2::PaginatedFriendsProfilesResponse {
+    ) -> Result<v2::PaginatedFriendsProfilesResponse, RpcError> {
         let (limit, offset) = page(req.pagination);
-        let Ok(other) = user_address(req.user.as_ref()) else {
-            return v2::PaginatedFriendsProfilesResponse::default();
-        };
+        // The response has no error arm: bad input is a remote error, not "no mutual friends".
+        let other = user_address(req.user.as_ref())
+            .map_err(|e| RpcError::new(e.message.unwrap_or_else(|| "invalid user".into())))?;
         let result = self
             .store
             .mutual_friends(&ctx.address, &other, limit, offset)
@@ -790,48 +825,43 @@ impl Social {
         self: Arc<Self>,
         ctx: CallContext,
         req: v2::GetBlockedUsersPayload,
-    ) -> v2::GetBlockedUsersResponse {
+    ) -> Result<v2::GetBlockedUsersResponse, RpcError> {
         let (limit, offset) = page(req.pagination);
-        match self.store.blocked_page(&ctx.address, limit, offset).await {
-            Ok((page, total)) => {
-                let addresses: Vec<String> = page.iter().map(|(a, _)| a.clone()).collect();
-                let profiles = self.profiles.profiles(&addresses).await;
-                v2::GetBlockedUsersResponse {
-                    profiles: page
-                        .into_iter()
-                        .map(|(a, at)| profiles.get(&a).blocked(Some(at)))
-                        .collect(),
-                    pagination_data: Some(paginated(total, limit, offset)),
-                }
-            }
-            Err(e) => {
-                let _ = internal(e);
-                v2::GetBlockedUsersResponse::default()
-            }
-        }
+        let (page, total) = self
+            .store
+            .blocked_page(&ctx.address, limit, offset)
+            .await
+            .map_err(read_failed)?;
+        let addresses: Vec<String> = page.iter().map(|(a, _)| a.clone()).collect();
+        let profiles = self.profiles.profiles(&addresses).await;
+        Ok(v2::GetBlockedUsersResponse {
+            profiles: page
+                .into_iter()
+                .map(|(a, at)| profiles.get(&a).blocked(Some(at)))
+                .collect(),
+            pagination_data: Some(paginated(total, limit, offset)),
+        })
     }
 
     async fn blocking_status(
         self: Arc<Self>,
         ctx: CallContext,
         _req: (),
-    ) -> v2::GetBlockingStatusResponse {
-        let out = async {
-            let blocked = self.store.blocks(&ctx.address, true).await?;
-            let by = self.store.blocks(&ctx.address, false).await?;
-            Ok::<_, StoreError>((blocked, by))
-        }
-        .await;
-        match out {
-            Ok((blocked, by)) => v2::GetBlockingStatusResponse {
-                blocked_users: blocked.into_iter().map(|(a, _)| a).collect(),
-                blocked_by_users: by.into_iter().map(|(a, _)| a).collect(),
-            },
-            Err(e) => {
-                let _ = internal(e);
-                v2::GetBlockingStatusResponse::default()
-            }
-        }
+    ) -> Result<v2::GetBlockingStatusResponse, RpcError> {
+        let blocked = self
+            .store
+            .blocks(&ctx.address, true)
+            .await
+            .map_err(read_failed)?;
+        let by = self
+            .store
+            .blocks(&ctx.address, false)
+            .await
+            .map_err(read_failed)?;
+        Ok(v2::GetBlockingStatusResponse {
+            blocked_users: blocked.into_iter().map(|(a, _)| a).collect(),
+            blocked_by_users: by.into_iter().map(|(a, _)| a).collect(),
+        })
     }
 
     // ---------------------------------------------------------------- settings
@@ -842,11 +872,7 @@ impl Social {
         _req: (),
     ) -> v2::GetSocialSettingsResponse {
         use v2::get_social_settings_response::{Ok as SettingsOk, Response};
-        match self
-            .settings_of(std::slice::from_ref(&ctx.address))
-            .await
-            .map(|s| s.into_iter().next().unwrap_or_default())
-        {
+        match self.settings_for(&ctx.address).await {
             Ok(s) => v2::GetSocialSettingsResponse {
                 response: Some(Response::Ok(SettingsOk {
                     settings: Some(settings_to_proto(&s)),

@@ -152,6 +152,29 @@ impl Client {
         }
     }
 
+    /// Opens a server stream by procedure name: its request number once the server sent the
+    /// "open" message, or the remote error's text if the server refused it.
+    pub async fn try_subscribe(&mut self, name: &str) -> Result<u32, String> {
+        let id = *self
+            .procedures
+            .get(name)
+            .unwrap_or_else(|| panic!("no procedure {name}"));
+        let n = self.number();
+        self.send(Frame::Request(Request {
+            message_identifier: identifier(MessageType::Request, n),
+            port_id: 1,
+            procedure_id: id,
+            client_stream: 0,
+            payload: Vec::new(),
+        }))
+        .await;
+        match self.frame().await {
+            Frame::StreamMessage(m) if m.sequence_id == 0 && !m.closed => Ok(n),
+            Frame::RemoteError(e) => Err(e.error_message),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Acknowledges `seq` on stream `number` and returns the next item's payload.
     pub async fn next_item(&mut self, number: u32, seq: u32) -> Vec<u8> {
         self.ack(number, seq).await;
