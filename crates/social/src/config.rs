@@ -51,6 +51,11 @@ pub struct SocialConfig {
     /// counts as dead, and its users as offline (refreshed every third of it).
     #[arg(long, env = "SOCIAL_PRESENCE_TTL_SECONDS", default_value_t = 30)]
     pub presence_ttl_secs: u64,
+
+    /// HTTP server limits: header-read and idle timeouts, connection cap (WebSockets are not
+    /// counted once upgraded).
+    #[command(flatten)]
+    pub http: http_serve::HttpLimits,
 }
 
 impl SocialConfig {
@@ -67,6 +72,7 @@ impl SocialConfig {
             ws_auth_timeout_secs: 300,
             cache_ttl_secs: 60,
             presence_ttl_secs: 30,
+            http: http_serve::HttpLimits::default(),
         }
     }
 }
