@@ -11,7 +11,11 @@ use gatekeeper::Builder;
 use http_serve::testkit;
 
 async fn gatekeeper(header: u64, idle: u64, cap: u64) -> RunningGatekeeper {
-    let mut c = config("ws://127.0.0.1:1", "APIfake", "fake-secret-that-is-long-enough-0123");
+    let mut c = config(
+        "ws://127.0.0.1:1",
+        "APIfake",
+        "fake-secret-that-is-long-enough-0123",
+    );
     c.http.header_read_timeout_secs = header;
     c.http.idle_timeout_secs = idle;
     c.http.max_connections = cap;
@@ -63,7 +67,10 @@ async fn ping_answers_with_more_idle_sockets_than_the_cap() {
     }
     // The server holds at most the cap: the longest-waiting sockets were closed.
     let closed = testkit::count_closed(&mut idle, Duration::from_secs(3)).await;
-    assert!(closed >= 150, "only {closed} of 200 idle sockets were closed");
+    assert!(
+        closed >= 150,
+        "only {closed} of 200 idle sockets were closed"
+    );
     let metrics = testkit::get(gk.addr, "/metrics", Duration::from_secs(2))
         .await
         .expect("metrics")
@@ -115,7 +122,9 @@ async fn extension_methods_and_unmatched_paths_do_not_grow_the_metrics() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("gatekeeper_http_requests_total{route=\"/ping\",method=\"other\",status=\"405\"} 1"),
+        metrics.contains(
+            "gatekeeper_http_requests_total{route=\"/ping\",method=\"other\",status=\"405\"} 1"
+        ),
         "{metrics}"
     );
     assert!(

@@ -56,11 +56,15 @@ async fn start(header: u64, idle: u64, cap: u64) -> Server {
 #[tokio::test]
 async fn a_slow_header_sender_is_closed_at_the_header_timeout() {
     let s = start(2, 30, 100).await;
-    let took = testkit::slow_header_sender(s.addr, Duration::from_millis(500), Duration::from_secs(8))
-        .await
-        .expect("connect")
-        .expect("closed by the server");
-    assert!(took >= Duration::from_millis(1500), "closed too early: {took:?}");
+    let took =
+        testkit::slow_header_sender(s.addr, Duration::from_millis(500), Duration::from_secs(8))
+            .await
+            .expect("connect")
+            .expect("closed by the server");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "closed too early: {took:?}"
+    );
     assert!(took < Duration::from_secs(4), "closed too late: {took:?}");
     assert_eq!(s.metrics.closed("header_timeout"), 1);
 }
@@ -103,7 +107,11 @@ async fn over_the_cap_waiting_connections_are_shed_and_ping_answers() {
     assert!(started.elapsed() < Duration::from_secs(2));
     let closed = testkit::count_closed(&mut idle, Duration::from_secs(3)).await;
     assert!(closed >= 150, "only {closed} of 200 idle sockets were shed");
-    assert!(s.metrics.connections.get() <= 50, "{}", s.metrics.connections.get());
+    assert!(
+        s.metrics.connections.get() <= 50,
+        "{}",
+        s.metrics.connections.get()
+    );
     assert!(s.metrics.closed("shed") >= 150);
 }
 

@@ -75,7 +75,10 @@ async fn ping_answers_with_more_idle_sockets_than_the_cap() {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
     let closed = testkit::count_closed(&mut idle, Duration::from_secs(3)).await;
-    assert!(closed >= 150, "only {closed} of 200 idle sockets were closed");
+    assert!(
+        closed >= 150,
+        "only {closed} of 200 idle sockets were closed"
+    );
     assert!(app.metrics.serve.connections.get() <= 50);
 }
 
@@ -92,8 +95,7 @@ async fn a_websocket_outlives_the_http_idle_and_header_timeouts_and_the_cap() {
         .expect("ping");
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let settings: Result<v2::GetSocialSettingsResponse, _> =
-        c.call("GetSocialSettings", &()).await;
+    let settings: Result<v2::GetSocialSettingsResponse, _> = c.call("GetSocialSettings", &()).await;
     assert!(settings.is_ok(), "{settings:?}");
     let settings: Result<v2::GetSocialSettingsResponse, _> =
         other.call("GetSocialSettings", &()).await;
