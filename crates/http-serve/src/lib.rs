@@ -453,8 +453,8 @@ async fn connection(
             }
         })
     };
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
+    // Boxed so that dropping it below closes the socket there and then.
+    let mut conn = Box::pin(builder.serve_connection_with_upgrades(io, service));
     let mut draining = false;
 
     let closed = loop {

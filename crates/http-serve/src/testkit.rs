@@ -113,10 +113,10 @@ pub async fn keep_alive_get(
                 ));
             }
             raw.extend_from_slice(&buf[..n]);
-            if let Some((status, body_start, length)) = head_of(&raw)? {
-                if raw.len() >= body_start + length {
-                    return Ok((status, stream));
-                }
+            if let Some((status, body_start, length)) = head_of(&raw)?
+                && raw.len() >= body_start + length
+            {
+                return Ok((status, stream));
             }
         }
     })
