@@ -69,6 +69,10 @@ pub struct GatekeeperConfig {
     /// Lifetime of the LiveKit tokens, in seconds.
     #[arg(long, env = "TOKEN_TTL_SECONDS", default_value_t = 300)]
     pub token_ttl_secs: u64,
+
+    /// HTTP server limits: header-read and idle timeouts, connection cap.
+    #[command(flatten)]
+    pub http: http_serve::HttpLimits,
 }
 
 impl GatekeeperConfig {
@@ -90,6 +94,7 @@ impl GatekeeperConfig {
             window_secs: 60,
             catalyst_lambdas_url: None,
             token_ttl_secs: 300,
+            http: http_serve::HttpLimits::default(),
         }
     }
 

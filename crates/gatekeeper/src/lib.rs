@@ -46,6 +46,8 @@ pub struct AppState {
     pub auth_token: String,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
+    /// Bounds of the HTTP server ([`serve`]).
+    pub http: http_serve::HttpLimits,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -178,19 +180,21 @@ impl Builder {
             auth_token: c.auth_token.clone(),
             metrics,
             started: Instant::now(),
+            http: c.http.clone(),
             background,
         }))
     }
 }
 
-/// Serves the gatekeeper on `listener` until `shutdown` completes (then drains in-flight
-/// requests).
+/// Serves the gatekeeper on `listener` within `state.http` (header-read and idle timeouts,
+/// connection cap: see the `http-serve` crate) until `shutdown` completes, then drains
+/// in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.http.clone();
+    let metrics = state.metrics.serve.clone();
+    http_serve::serve(listener, routes::router(state), &limits, metrics, shutdown).await
 }

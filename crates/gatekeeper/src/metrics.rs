@@ -36,6 +36,8 @@ pub struct Metrics {
     pub denylist_size: Gauge,
     pub denylist_refresh_failures: Counter,
     pub metadata_updates: Family<ReasonLabels, Counter>,
+    /// The HTTP server's connections (`gatekeeper_http_connections…`).
+    pub serve: http_serve::ServeMetrics,
 }
 
 impl Default for Metrics {
@@ -105,6 +107,8 @@ impl Metrics {
             "Privacy metadata updates sent to LiveKit, by outcome",
             metadata_updates.clone(),
         );
+        let serve = http_serve::ServeMetrics::default();
+        serve.register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -116,6 +120,7 @@ impl Metrics {
             denylist_size,
             denylist_refresh_failures,
             metadata_updates,
+            serve,
         }
     }
 

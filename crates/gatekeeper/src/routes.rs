@@ -89,13 +89,31 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// The `method` label: the standard methods by name, any other (extension) method as `other`,
+/// so that clients cannot add label values (and memory) at will. Paths are labelled by route
+/// pattern, and every path no route matches as `unmatched`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;
     let m: &Metrics = &state.metrics;

@@ -67,6 +67,11 @@ pub struct SocialConfig {
     /// user by another (0: no limit).
     #[arg(long, env = "FRIENDSHIP_RATE_LIMIT_PER_PAIR", default_value_t = 10)]
     pub friendship_rate_limit_per_pair: u64,
+
+    /// HTTP server limits: header-read and idle timeouts, connection cap (WebSockets are not
+    /// counted once upgraded).
+    #[command(flatten)]
+    pub http: http_serve::HttpLimits,
 }
 
 impl SocialConfig {
@@ -95,6 +100,7 @@ impl SocialConfig {
             friendship_rate_limit_window_secs: crate::ratelimit::DEFAULT_WINDOW_SECS,
             friendship_rate_limit_per_actor: crate::ratelimit::DEFAULT_PER_ACTOR,
             friendship_rate_limit_per_pair: crate::ratelimit::DEFAULT_PER_PAIR,
+            http: http_serve::HttpLimits::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod gatekeeper;
+pub mod metrics;
 pub mod presence;
 pub mod profiles;
 pub mod ratelimit;
@@ -92,6 +93,9 @@ impl ConnectionHooks for Presence {
 pub struct App {
     pub social: Arc<Social>,
     pub rpc: RpcServer,
+    pub metrics: metrics::Metrics,
+    /// Bounds of the HTTP server ([`serve`]).
+    pub http: http_serve::HttpLimits,
     started: Instant,
 }
 
@@ -174,10 +178,13 @@ impl App {
         )
         .with_module(social.module())
         .with_hooks(Arc::new(Presence(social.clone())));
+        let started = Instant::now();
         Ok(Arc::new(App {
+            metrics: metrics::Metrics::new(social.clone(), rpc.clone(), started),
             social,
             rpc,
-            started: Instant::now(),
+            http: config.http.clone(),
+            started,
         }))
     }
 
@@ -235,49 +242,31 @@ async fn status(State(app): State<Arc<App>>) -> Response {
     .into_response()
 }
 
-/// Gauges and counters, written in the Prometheus text format directly (a registry would add
-/// nothing).
+/// `GET /metrics`: the OpenMetrics text of [`metrics::Metrics`].
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let cache = app.social.cache.stats();
-    let text = format!(
-        "# HELP social_ws_connections Open dcl-rpc WebSocket connections.\n\
-         # TYPE social_ws_connections gauge\n\
-         social_ws_connections {}\n\
-         # HELP social_rpc_streams Server streams with a live producer.\n\
-         # TYPE social_rpc_streams gauge\n\
-         social_rpc_streams {}\n\
-         # HELP social_uptime_seconds Seconds since the service started.\n\
-         # TYPE social_uptime_seconds gauge\n\
-         social_uptime_seconds {}\n\
-         # HELP social_cache_hits_total Settings and friend-list reads answered from memory.\n\
-         # TYPE social_cache_hits_total counter\n\
-         social_cache_hits_total {}\n\
-         # HELP social_cache_misses_total Settings and friend-list reads that went to the database.\n\
-         # TYPE social_cache_misses_total counter\n\
-         social_cache_misses_total {}\n\
-         # HELP social_updates_dropped_total Updates dropped because a client's stream was too far behind.\n\
-         # TYPE social_updates_dropped_total counter\n\
-         social_updates_dropped_total {}\n",
-        app.rpc.connections(),
-        app.rpc.active_streams(),
-        app.started.elapsed().as_secs(),
-        cache.hits,
-        cache.misses,
-        app.social.bus.dropped()
-    );
-    let text = text + &app.social.limiter.metrics_text();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        text,
-    )
-        .into_response()
+    match app.metrics.encode() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics encoding failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"error": "Internal server error"})),
+            )
+                .into_response()
+        }
+    }
 }
 
-/// Serves HTTP and the WebSocket on `listener` until `shutdown`; open WebSockets are closed with
-/// 1001.
+/// Serves HTTP and the WebSocket on `listener` within `app.http` (header-read and idle timeouts,
+/// connection cap: see the `http-serve` crate; an upgraded WebSocket leaves those bounds) until
+/// `shutdown`; open WebSockets are then closed with 1001.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
@@ -285,10 +274,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let rpc = app.rpc.clone();
     let router = app.router();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            rpc.shutdown();
-        })
-        .await
+    let shutdown = async move {
+        shutdown.await;
+        rpc.shutdown();
+    };
+    http_serve::serve(
+        listener,
+        router,
+        &app.http,
+        app.metrics.serve.clone(),
+        shutdown,
+    )
+    .await
 }

@@ -300,20 +300,6 @@ impl FriendshipLimiter {
         self.unavailable.load(Ordering::Relaxed)
     }
 
-    /// This limiter's counters in the Prometheus text format (for `/metrics`).
-    pub fn metrics_text(&self) -> String {
-        format!(
-            "# HELP social_friendship_rate_limited_total Friendship actions, blocks and unblocks refused by the rate limits.\n\
-             # TYPE social_friendship_rate_limited_total counter\n\
-             social_friendship_rate_limited_total {}\n\
-             # HELP social_friendship_rate_limiter_unavailable_total Rate-limit checks let through because Redis failed.\n\
-             # TYPE social_friendship_rate_limiter_unavailable_total counter\n\
-             social_friendship_rate_limiter_unavailable_total {}\n",
-            self.limited(),
-            self.unavailable()
-        )
-    }
-
     /// Spends one unit of `key`; true if within `limit` (or the counters failed).
     async fn spend(&self, key: &str, limit: u64) -> bool {
         if limit == 0 {
