@@ -45,6 +45,7 @@ impl Drop for Live {
 }
 
 fn module(live: Arc<AtomicUsize>) -> Module {
+    let forever_live = live.clone();
     Module {
         name: "Test".into(),
         procedures: vec![
@@ -75,6 +76,24 @@ fn module(live: Arc<AtomicUsize>) -> Module {
                                 } else {
                                     Some((Ok(vec![i as u8]), (i + 1, g)))
                                 }
+                            });
+                        Ok(s.boxed())
+                    }
+                }),
+            ),
+            (
+                "Forever".into(),
+                Procedure::server_stream(move |_, _| {
+                    let live = forever_live.clone();
+                    async move {
+                        live.fetch_add(1, Ordering::SeqCst);
+                        let guard = Live(live);
+                        // One item, then nothing ever again (like an update stream).
+                        let s = futures_util::stream::once(async { Ok(vec![1]) })
+                            .chain(futures_util::stream::pending())
+                            .map(move |item| {
+                                let _ = &guard;
+                                item
                             });
                         Ok(s.boxed())
                     }
@@ -437,7 +456,8 @@ async fn a_repeated_request_module_answers_the_same_procedure_ids() {
         }
     }
     // Procedure ids beyond the module's are unknown: nothing was registered again.
-    send(&mut ws, request(200_000, 1, 5, vec![])).await;
+    let beyond = first.len() as u32 + 1;
+    send(&mut ws, request(200_000, 1, beyond, vec![])).await;
     assert!(
         matches!(frame_numbered(&mut ws, 200_000).await, Frame::RemoteError(e) if e.error_message.contains("Unknown procedure"))
     );
@@ -689,4 +709,36 @@ async fn frames_beyond_the_buffer_before_the_verdict_get_a_1013_close_frame() {
         let _ = ws.flush().await;
         assert_eq!(clean_close(&mut ws).await, 1013);
     }
+}
+
+#[tokio::test]
+async fn no_producer_outlives_its_connection_even_when_a_stream_number_is_reused() {
+    let (url, live, server) = serve(ServerConfig::default()).await;
+    let (mut ws, ids) = ready(&url, 1).await;
+    // A stream whose producer waits for updates forever once its first item is acknowledged.
+    send(&mut ws, request(5, 1, ids["Forever"], vec![])).await;
+    assert!(
+        matches!(frame_numbered(&mut ws, 5).await, Frame::StreamMessage(m) if m.sequence_id == 0)
+    );
+    send(&mut ws, ack(5, 1, 0)).await;
+    assert!(
+        matches!(frame_numbered(&mut ws, 5).await, Frame::StreamMessage(m) if m.sequence_id == 1)
+    );
+    send(&mut ws, ack(5, 1, 1)).await;
+    // The same number again: refused, the first stream stays tracked.
+    send(&mut ws, request(5, 1, ids["Forever"], vec![])).await;
+    let answer = frame_numbered(&mut ws, 5).await;
+    drop(ws);
+    for _ in 0..100 {
+        if live.load(Ordering::SeqCst) == 0 && server.active_streams() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.load(Ordering::SeqCst), 0, "every producer was dropped");
+    assert_eq!(server.active_streams(), 0);
+    assert!(
+        matches!(&answer, Frame::RemoteError(e) if e.error_message == "Stream 5 is already open"),
+        "{answer:?}"
+    );
 }

@@ -196,7 +196,7 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
     const MODULE_FRAMES: u32 = 200_000;
     const STREAM_OPENS: u32 = 35_000;
     let reader = tokio::spawn(async move {
-        let (mut modules, mut opened, mut refused) = (0u32, 0u32, 0u32);
+        let (mut modules, mut other_ids, mut opened, mut refused) = (0u32, 0u32, 0u32, 0u32);
         let mut other_errors = Vec::new();
         while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), rx.next()).await {
             let Ok(Message::Binary(b)) = msg else {
@@ -210,8 +210,11 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
                         .map(|p| (p.procedure_name, p.procedure_id))
                         .collect();
                     got.sort();
-                    assert_eq!(got, expected, "a repeat answers the same procedure ids");
-                    modules += 1;
+                    if got == expected {
+                        modules += 1;
+                    } else {
+                        other_ids += 1;
+                    }
                 }
                 Frame::StreamMessage(_) => opened += 1,
                 Frame::RemoteError(e)
@@ -226,7 +229,7 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
                 break;
             }
         }
-        (modules, opened, refused, other_errors)
+        (modules, other_ids, opened, refused, other_errors)
     });
     let flood_started = Instant::now();
     let mut n = 100u32;
@@ -248,7 +251,7 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
     tx.flush().await.expect("flush");
     // Answered while the server still works through the flood.
     let during = call(&mut other, 11, settings).await;
-    let (modules, opened, refused, other_errors) = reader.await.expect("reader");
+    let (modules, other_ids, opened, refused, other_errors) = reader.await.expect("reader");
     let flood_secs = flood_started.elapsed().as_secs_f64();
     let peak_kib = peak.load(Ordering::Relaxed);
 
@@ -260,13 +263,15 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
     let after_call = call(&mut other, 12, settings).await;
     eprintln!(
         "RSS baseline {baseline} KiB, peak {peak_kib} KiB, after {after} KiB; flood {flood_secs:.1} s; \
-         {modules} module answers, {opened} streams opened, {refused} refused; \
+         {modules} module answers with the first ids, {other_ids} with others, {opened} streams \
+         opened, {refused} refused; \
          other client answered in {during:?} and {after_call:?}"
     );
     assert!(
         other_errors.is_empty(),
         "unexpected errors: {other_errors:?}"
     );
+    assert_eq!(other_ids, 0, "a repeat answers the same procedure ids");
     assert_eq!(modules, MODULE_FRAMES, "every REQUEST_MODULE is answered");
     assert_eq!(opened, 64, "64 streams open at most");
     assert_eq!(refused, STREAM_OPENS - 64, "the rest refused clearly");
