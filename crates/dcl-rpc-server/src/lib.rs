@@ -5,7 +5,8 @@
 //! Connection life:
 //! 1. The first frame (text or binary) is the auth frame, checked by an [`Authenticator`].
 //!    Frames that arrive meanwhile are buffered. A bad frame closes with 3003, none within the
-//!    auth timeout with 3004.
+//!    auth timeout with 3004, an auth frame over the size limit with 1009, more frames before
+//!    the verdict than the buffer holds with 1013.
 //! 2. The server sends SERVER_READY, then serves CREATE_PORT, REQUEST_MODULE, REQUEST,
 //!    STREAM_ACK/STREAM_MESSAGE (acks and cancels) and DESTROY_PORT.
 //! 3. Undecodable frames, unknown message types and server-only types from the client close
@@ -13,10 +14,41 @@
 //!    connection stays up. Frames over the size limit close with 1009. When the server is at its
 //!    connection limit a new connection is closed with 1013; shutdown closes with 1001.
 //!
+//! Every close sends a close frame and then keeps reading (and dropping) what the client still
+//! sends for up to a second, until the client's own close frame: closing a socket with unread
+//! input would make the kernel send a TCP reset, which a client may see (as 1006) instead of the
+//! close frame. (A frame over the WebSocket layer's limit is not read further: the close frame
+//! is sent, then the connection is dropped.)
+//!
 //! Server streams are acknowledged one item at a time: the "open" message (sequence 0) and
 //! each item k are followed by item k+1 only after the client acknowledged k. A client
 //! STREAM_MESSAGE with `closed = true` (or DESTROY_PORT, or the connection ending) drops the
 //! producer at once.
+//!
+//! # Bounds
+//!
+//! What one client can make the server hold, with the [`ServerConfig`] defaults:
+//! - connections: `max_connections` (10,000) on the whole server; one more is closed with
+//!   1013 ("Too many connections") before its auth frame is read, the others are not affected;
+//! - before authentication: the auth frame (`max_frame_bytes`, 1 MiB) and at most
+//!   `max_buffered_frames` (64) frames of at most `max_frame_bytes` in all;
+//! - ports: `max_ports_per_connection` (16); one more CREATE_PORT gets a REMOTE_ERROR_RESPONSE
+//!   "Too many ports on this connection (limit 16)";
+//! - modules: each of the server's modules at most once per port; a repeated REQUEST_MODULE
+//!   answers the procedure ids it gave the first time;
+//! - server streams: `max_streams_per_connection` (64) open at once; one more stream REQUEST
+//!   gets a REMOTE_ERROR_RESPONSE "Too many open streams on this connection (limit 64)" (the
+//!   official explorer opens 3–4); reusing the message number of an open stream gets "Stream
+//!   N is already open";
+//! - unary calls: `max_calls_per_connection` (256) in progress at once; one more gets a
+//!   REMOTE_ERROR_RESPONSE "Too many calls in progress on this connection (limit 256)";
+//! - outgoing frames: a queue of 256 per connection (the socket's backpressure stops reading
+//!   while it is full); a stream acknowledgement only raises the stream's latest acknowledged
+//!   sequence, so acknowledgements never pile up.
+//!
+//! Each cap is checked in O(1): calls and streams are tasks of the connection's `JoinSet`,
+//! found by task id or stream number; when the connection ends, all of them are aborted and the
+//! connection's tables freed.
 
 mod connection;
 
@@ -123,21 +155,34 @@ pub trait ConnectionHooks: Send + Sync {
 struct NoHooks;
 impl ConnectionHooks for NoHooks {}
 
-/// Limits and timeouts.
+/// Limits and timeouts. Every resource a client can make the server hold is bounded by one of
+/// these (see the crate docs for what each costs and how the server answers at the limit).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Time allowed for the auth frame (default 300 s; closes with 3004).
     pub auth_timeout: Duration,
-    /// A connection with no frame from the client for this long is closed (default 300 s).
+    /// A connection with no frame from the client for this long, or whose client takes no
+    /// frame from the server for this long, is closed (default 300 s).
     pub idle_timeout: Duration,
     /// Interval of server pings (default 30 s).
     pub ping_interval: Duration,
-    /// Largest frame accepted (default 1 MiB; larger closes with 1009).
+    /// Largest frame accepted, the auth frame included (default 1 MiB; larger closes with 1009).
     pub max_frame_bytes: usize,
-    /// Frames buffered while the auth frame is checked (default 64).
+    /// Frames buffered while the auth frame is checked (default 64, and at most
+    /// `max_frame_bytes` in all; more closes with 1013).
     pub max_buffered_frames: usize,
-    /// Most simultaneous connections (default 10,000; more close with 1013).
+    /// Most simultaneous connections on this server (default 10,000; more are closed with 1013
+    /// at once, before the auth frame is read).
     pub max_connections: usize,
+    /// Most open ports per connection (default 16; CREATE_PORT beyond it gets a
+    /// REMOTE_ERROR_RESPONSE; DESTROY_PORT frees one).
+    pub max_ports_per_connection: usize,
+    /// Most server streams open at once per connection (default 64; a stream REQUEST beyond
+    /// it gets a REMOTE_ERROR_RESPONSE; a stream that ends or is cancelled frees its place).
+    pub max_streams_per_connection: usize,
+    /// Most unary calls in progress at once per connection (default 256; a REQUEST beyond it
+    /// gets a REMOTE_ERROR_RESPONSE).
+    pub max_calls_per_connection: usize,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +194,9 @@ impl Default for ServerConfig {
             max_frame_bytes: 1024 * 1024,
             max_buffered_frames: 64,
             max_connections: 10_000,
+            max_ports_per_connection: 16,
+            max_streams_per_connection: 64,
+            max_calls_per_connection: 256,
         }
     }
 }

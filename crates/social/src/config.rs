@@ -42,6 +42,22 @@ pub struct SocialConfig {
     #[arg(long, env = "WS_AUTH_TIMEOUT_SECONDS", default_value_t = 300)]
     pub ws_auth_timeout_secs: u64,
 
+    /// Most simultaneous dcl-rpc connections; one more is closed with 1013 at once.
+    #[arg(long, env = "WS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub ws_max_connections: usize,
+
+    /// Most open ports per connection (CREATE_PORT beyond: REMOTE_ERROR_RESPONSE).
+    #[arg(long, env = "WS_MAX_PORTS_PER_CONNECTION", default_value_t = 16)]
+    pub ws_max_ports_per_connection: usize,
+
+    /// Most open update streams per connection (one more: REMOTE_ERROR_RESPONSE).
+    #[arg(long, env = "WS_MAX_STREAMS_PER_CONNECTION", default_value_t = 64)]
+    pub ws_max_streams_per_connection: usize,
+
+    /// Most unary calls in progress at once per connection (one more: REMOTE_ERROR_RESPONSE).
+    #[arg(long, env = "WS_MAX_CALLS_PER_CONNECTION", default_value_t = 256)]
+    pub ws_max_calls_per_connection: usize,
+
     /// Seconds settings and friend lists stay in memory (0 turns the cache off). Changes drop
     /// them at once on every instance; this bounds staleness only if Redis loses a message.
     #[arg(long, env = "SOCIAL_CACHE_TTL_SECONDS", default_value_t = 60)]
@@ -95,6 +111,10 @@ impl SocialConfig {
             gatekeeper_token: String::new(),
             catalyst_lambdas_url: None,
             ws_auth_timeout_secs: 300,
+            ws_max_connections: 10_000,
+            ws_max_ports_per_connection: 16,
+            ws_max_streams_per_connection: 64,
+            ws_max_calls_per_connection: 256,
             cache_ttl_secs: 60,
             presence_ttl_secs: 30,
             friendship_rate_limit_window_secs: crate::ratelimit::DEFAULT_WINDOW_SECS,

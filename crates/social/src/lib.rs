@@ -173,6 +173,10 @@ impl App {
             Arc::new(AuthFrame::default()),
             ServerConfig {
                 auth_timeout: Duration::from_secs(config.ws_auth_timeout_secs),
+                max_connections: config.ws_max_connections,
+                max_ports_per_connection: config.ws_max_ports_per_connection,
+                max_streams_per_connection: config.ws_max_streams_per_connection,
+                max_calls_per_connection: config.ws_max_calls_per_connection,
                 ..ServerConfig::default()
             },
         )
