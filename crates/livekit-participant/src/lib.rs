@@ -27,9 +27,34 @@
 //! (200 ms doubling to 5 s, with jitter). After a rejoin the roster is rebuilt from the new
 //! JoinResponse and the differences are reported as events. Incoming packets are de-duplicated
 //! by (sender, nonce) across reconnects.
+//!
+//! ## Bounds
+//!
+//! Everything the other participants (or the server) can make this participant hold is bounded:
+//!
+//! - **De-duplication**: the last [`packet::DEDUP_CAPACITY`] (16,384) packets, each remembered as
+//!   a 16-byte digest of (sender, nonce) whatever the nonce's length: at most 1.5 MiB.
+//! - **Roster**: at most [`Options::roster`]`.max_participants` (50,000) entries, identities up
+//!   to 256 bytes and sids up to 64 (longer: not listed), metadata up to
+//!   `max_metadata_bytes` (1 KiB; longer: kept as `""`); refusals are counted in
+//!   [`StatsSnapshot`]. See [`roster`].
+//! - **Events** (incoming packets and roster changes waiting for the application): at most
+//!   [`Options::event_queue_events`] (4,096) events and [`Options::event_queue_bytes`] (8 MiB,
+//!   payload, topic, sender and metadata bytes plus a fixed ~100 bytes per event). When the
+//!   application reads too slowly, **new events are dropped**, counted in
+//!   [`StatsSnapshot::events_dropped`], and the application receives an [`Event::Lagged`] with the
+//!   number dropped at the place of the gap (after the events queued before it). The network task
+//!   never waits for the application (that would stall pings and get the participant removed).
+//!   After a `Lagged`, re-read [`Participant::participants`] and [`Participant::state`] if roster
+//!   or state events matter to you. See `queue.rs`.
+//! - **Outgoing**: 256 queued commands and at most 4,096 messages waiting for room in the SCTP
+//!   buffer; [`Participant::send`] waits (it does not queue without bound).
+//! - **Frames**: signalling frames up to 4 MiB; data-channel messages up to str0m's 256 KiB
+//!   (LiveKit itself reads at most 65,535 bytes from a sender), decoded one at a time.
 
 pub mod error;
 pub mod packet;
+mod queue;
 pub mod roster;
 mod session;
 pub mod signal;
@@ -43,10 +68,11 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 pub use error::{ConnectError, SendError};
 pub use packet::{IncomingPacket, Reliability};
-pub use roster::{PresenceState, RemoteParticipant, RosterEvent};
+pub use roster::{PresenceState, RemoteParticipant, RosterEvent, RosterLimits};
 pub use token::{Credentials, FnTokenSource, StaticToken, TokenSource};
 
 use packet::Deduplicator;
+use queue::EventQueue;
 use roster::Roster;
 use session::{Command, Ended, Session};
 
@@ -73,6 +99,12 @@ pub enum Event {
         previous: String,
     },
     ConnectionStateChanged(ConnectionState),
+    /// The application read too slowly: `dropped` events that arrived here were dropped (the
+    /// queue was full, see the crate docs' "Bounds"). Also counted in
+    /// [`StatsSnapshot::events_dropped`].
+    Lagged {
+        dropped: u64,
+    },
 }
 
 impl From<RosterEvent> for Event {
@@ -98,6 +130,8 @@ pub struct Stats {
     bad_packets: AtomicU64,
     duplicates: AtomicU64,
     reconnects: AtomicU64,
+    participants_not_listed: AtomicU64,
+    metadata_cut: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -111,6 +145,13 @@ pub struct StatsSnapshot {
     pub duplicates: u64,
     /// Successful rejoins after a lost connection.
     pub reconnects: u64,
+    /// Events dropped because the application did not read them fast enough (each run of
+    /// drops is also reported as an [`Event::Lagged`]).
+    pub events_dropped: u64,
+    /// Participants not put in the roster (it was full, or their identity or sid was too long).
+    pub participants_not_listed: u64,
+    /// Participant metadata over the limit, kept as `""`.
+    pub metadata_cut: u64,
 }
 
 impl Stats {
@@ -123,12 +164,15 @@ impl Stats {
     fn count_duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
     }
-    fn snapshot(&self) -> StatsSnapshot {
+    fn snapshot(&self, events_dropped: u64) -> StatsSnapshot {
         StatsSnapshot {
             bad_signal_frames: self.bad_signal_frames.load(Ordering::Relaxed),
             bad_packets: self.bad_packets.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            events_dropped,
+            participants_not_listed: self.participants_not_listed.load(Ordering::Relaxed),
+            metadata_cut: self.metadata_cut.load(Ordering::Relaxed),
         }
     }
 }
@@ -136,7 +180,7 @@ impl Stats {
 /// State shared by the handle, the supervisor and the session.
 pub(crate) struct Shared {
     roster: Mutex<Roster>,
-    events: mpsc::UnboundedSender<Event>,
+    events: Arc<EventQueue>,
     dedup: std::sync::Mutex<Deduplicator>,
     stats: Stats,
     state: watch::Sender<ConnectionState>,
@@ -144,9 +188,28 @@ pub(crate) struct Shared {
     sequence: AtomicU32,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The handle and the connection task are gone: the application reads what is queued,
+        // then the end of the stream.
+        self.events.close();
+    }
+}
+
 impl Shared {
     fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+        self.events.push(event);
+    }
+
+    /// Moves the roster's refusal counts into the stats.
+    fn note_roster(&self, roster: &mut Roster) {
+        let counts = roster.take_counts();
+        self.stats
+            .participants_not_listed
+            .fetch_add(counts.not_listed, Ordering::Relaxed);
+        self.stats
+            .metadata_cut
+            .fetch_add(counts.metadata_cut, Ordering::Relaxed);
     }
 
     fn admit(&self, sender: &str, nonce: &[u8]) -> bool {
@@ -197,7 +260,18 @@ pub struct Options {
     pub max_backoff: Duration,
     /// Limit for the first connection, token included (default 30 s).
     pub connect_timeout: Duration,
+    /// Most events waiting for the application (default 4,096); see the crate docs' "Bounds".
+    pub event_queue_events: usize,
+    /// Most bytes of events waiting for the application (default 8 MiB).
+    pub event_queue_bytes: usize,
+    /// Bounds of the roster (default 50,000 participants, 1 KiB of metadata each).
+    pub roster: RosterLimits,
 }
+
+/// Default [`Options::event_queue_events`].
+pub const EVENT_QUEUE_EVENTS: usize = 4_096;
+/// Default [`Options::event_queue_bytes`].
+pub const EVENT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Default for Options {
     fn default() -> Self {
@@ -206,22 +280,26 @@ impl Default for Options {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
+            event_queue_events: EVENT_QUEUE_EVENTS,
+            event_queue_bytes: EVENT_QUEUE_BYTES,
+            roster: RosterLimits::default(),
         }
     }
 }
 
-/// The stream of [`Event`]s. Consume it: events are queued until read.
-pub struct Events(mpsc::UnboundedReceiver<Event>);
+/// The stream of [`Event`]s. Consume it: events wait for the application in a bounded queue;
+/// when it is full, new ones are dropped and an [`Event::Lagged`] says how many.
+pub struct Events(Arc<EventQueue>);
 
 impl Events {
     /// The next event; `None` once the participant is gone.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.0.recv().await
+        self.0.pop().await
     }
 
     /// The next event within `limit`.
     pub async fn recv_timeout(&mut self, limit: Duration) -> Option<Event> {
-        tokio::time::timeout(limit, self.0.recv())
+        tokio::time::timeout(limit, self.0.pop())
             .await
             .ok()
             .flatten()
@@ -251,12 +329,15 @@ impl Participant {
         source: impl TokenSource,
         options: Options,
     ) -> Result<(Participant, Events), ConnectError> {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let events = Arc::new(EventQueue::new(
+            options.event_queue_events,
+            options.event_queue_bytes,
+        ));
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
         let shared = Arc::new(Shared {
-            roster: Mutex::new(Roster::default()),
-            events: events_tx,
-            dedup: std::sync::Mutex::new(Deduplicator::new(16_384)),
+            roster: Mutex::new(Roster::with_limits("", options.roster)),
+            events: events.clone(),
+            dedup: std::sync::Mutex::new(Deduplicator::new(packet::DEDUP_CAPACITY)),
             stats: Stats::default(),
             state: state_tx,
             identity: std::sync::Mutex::new(String::new()),
@@ -279,7 +360,7 @@ impl Participant {
             task,
         };
         match tokio::time::timeout(timeout, first_rx).await {
-            Ok(Ok(Ok(()))) => Ok((participant, Events(events_rx))),
+            Ok(Ok(Ok(()))) => Ok((participant, Events(events))),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(ConnectError::Signal("the connection task ended".into())),
             Err(_) => Err(ConnectError::Timeout("connect")),
@@ -353,7 +434,32 @@ impl Participant {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.stats.snapshot(self.shared.events.dropped())
+    }
+
+    /// Sends `bytes` as they are (an encoded `DataPacket`) on one channel, with no limits
+    /// checked: for tests that need packets no well-behaved sender makes (e.g. 60,000-byte
+    /// nonces). Only with the `test-util` feature.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub async fn send_raw(
+        &self,
+        bytes: Vec<u8>,
+        reliability: Reliability,
+    ) -> Result<(), SendError> {
+        if *self.state.borrow() != ConnectionState::Connected {
+            return Err(SendError::NotConnected);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Raw {
+                bytes,
+                reliability,
+                reply,
+            })
+            .await
+            .map_err(|_| SendError::Closed)?;
+        rx.await.map_err(|_| SendError::NotConnected)?
     }
 
     /// Leaves the room cleanly.
@@ -389,11 +495,12 @@ async fn supervise(
                 if let Ok(mut id) = shared.identity.lock() {
                     *id = me.clone();
                 }
-                let changes = shared
-                    .roster
-                    .lock()
-                    .await
-                    .rebuild(&me, &join.other_participants);
+                let changes = {
+                    let mut roster = shared.roster.lock().await;
+                    let changes = roster.rebuild(&me, &join.other_participants);
+                    shared.note_roster(&mut roster);
+                    changes
+                };
                 for change in changes {
                     shared.emit(Event::from(change));
                 }
@@ -468,6 +575,10 @@ async fn supervise(
                         return;
                     }
                     Some(Command::Send { reply, .. }) => {
+                        let _ = reply.send(Err(SendError::NotConnected));
+                    }
+                    #[cfg(feature = "test-util")]
+                    Some(Command::Raw { reply, .. }) => {
                         let _ = reply.send(Err(SendError::NotConnected));
                     }
                     Some(Command::Leave { reply }) => {

@@ -149,23 +149,51 @@ pub fn decode(bytes: &[u8], reliability: Reliability) -> Result<Decoded, prost::
     }
 }
 
+/// Packets remembered by the de-duplicator (the newest ones; older ones are forgotten).
+pub const DEDUP_CAPACITY: usize = 16_384;
+
 /// Remembers recently seen (sender, nonce) pairs so that the same packet is delivered once,
-/// also when a reconnect makes a packet arrive again. Bounded: the oldest entries are forgotten
-/// first. Packets without a nonce cannot be told apart and are always delivered.
+/// also when a reconnect makes a packet arrive again. Packets without a nonce cannot be told
+/// apart and are always delivered.
+///
+/// Bounded in bytes, whatever the senders send: a pair is remembered as a 16-byte digest (two
+/// SipHash-1-3 values under random keys chosen per process, so a sender cannot aim for a
+/// collision with another's packet), at most `capacity` of them, the oldest forgotten first: under
+/// 100 bytes a packet with the table's slack, at most 1.5 MiB for [`DEDUP_CAPACITY`]. Nonces of any length are accepted and
+/// de-duplicated alike (LiveKit's SDKs send 16 bytes; the server only forwards what it got), so
+/// a 60,000-byte nonce costs the same 16 bytes as a normal one.
 #[derive(Debug)]
 pub struct Deduplicator {
     capacity: usize,
-    seen: HashSet<(String, Vec<u8>)>,
-    order: VecDeque<(String, Vec<u8>)>,
+    keys: [std::collections::hash_map::RandomState; 2],
+    seen: HashSet<[u8; 16]>,
+    order: VecDeque<[u8; 16]>,
 }
 
 impl Deduplicator {
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Deduplicator {
-            capacity: capacity.max(1),
-            seen: HashSet::new(),
-            order: VecDeque::new(),
+            capacity,
+            keys: [
+                std::collections::hash_map::RandomState::new(),
+                std::collections::hash_map::RandomState::new(),
+            ],
+            seen: HashSet::with_capacity(capacity + 1),
+            order: VecDeque::with_capacity(capacity + 1),
         }
+    }
+
+    fn digest(&self, sender: &str, nonce: &[u8]) -> [u8; 16] {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut out = [0u8; 16];
+        for (half, key) in out.chunks_exact_mut(8).zip(&self.keys) {
+            let mut h = key.build_hasher();
+            sender.hash(&mut h);
+            nonce.hash(&mut h);
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        out
     }
 
     /// True when the packet is new and should be delivered.
@@ -173,8 +201,8 @@ impl Deduplicator {
         if nonce.is_empty() {
             return true;
         }
-        let key = (sender.to_owned(), nonce.to_vec());
-        if !self.seen.insert(key.clone()) {
+        let key = self.digest(sender, nonce);
+        if !self.seen.insert(key) {
             return false;
         }
         self.order.push_back(key);
@@ -184,6 +212,21 @@ impl Deduplicator {
             }
         }
         true
+    }
+
+    /// Pairs remembered now (at most the capacity).
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Bytes held, allocation included (keys are 16 bytes whatever the nonce).
+    pub fn heap_bytes(&self) -> usize {
+        // hashbrown: one control byte per bucket besides the key.
+        self.seen.capacity() * (16 + 1) + self.order.capacity() * 16
     }
 }
 
@@ -253,5 +296,33 @@ mod tests {
         assert_eq!(d.seen.len(), 3);
         assert!(d.admit("a", &[1]), "forgotten after capacity");
         assert!(d.admit("a", &[]), "no nonce: cannot tell, deliver");
+    }
+
+    #[test]
+    fn huge_nonces_cost_what_small_ones_do() {
+        let mut d = Deduplicator::new(1_000);
+        let before = d.heap_bytes();
+        let mut nonce = vec![0u8; 60_000];
+        for i in 0..5_000u32 {
+            nonce[..4].copy_from_slice(&i.to_le_bytes());
+            assert!(d.admit("flooder", &nonce));
+        }
+        assert_eq!(d.len(), 1_000);
+        // The table may double once (hash-table tombstones), never more.
+        assert!(
+            d.heap_bytes() <= 2 * before,
+            "{} > 2 × {before}",
+            d.heap_bytes()
+        );
+        assert!(d.heap_bytes() < 100 * 1_000, "{}", d.heap_bytes());
+        // The latest are still recognised; the same nonce from someone else is not a duplicate.
+        assert!(!d.admit("flooder", &nonce));
+        assert!(d.admit("someone-else", &nonce));
+        // The default capacity stays under 1 MiB.
+        let mut d = Deduplicator::new(DEDUP_CAPACITY);
+        for i in 0..3 * DEDUP_CAPACITY as u32 {
+            d.admit("a", &i.to_le_bytes());
+        }
+        assert!(d.heap_bytes() <= 1536 * 1024, "{}", d.heap_bytes());
     }
 }

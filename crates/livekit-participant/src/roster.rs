@@ -1,10 +1,53 @@
 //! The roster: the other participants in the room, built from the JoinResponse and kept current
 //! by `ParticipantUpdate`s. Pure logic; every change becomes a [`RosterEvent`].
+//!
+//! Bounded ([`RosterLimits`]): at most `max_participants` entries (default
+//! [`MAX_PARTICIPANTS`]); identities over [`MAX_IDENTITY_BYTES`] or sids over [`MAX_SID_BYTES`]
+//! are not listed; metadata over `max_metadata_bytes` (default [`MAX_METADATA_BYTES`]) is kept
+//! as an empty string. Each refusal is counted ([`Roster::take_counts`]). So the roster holds at
+//! most `max_participants × (identity + sid + metadata limits + ~150 bytes)`: about 70 MiB with
+//! the defaults in the worst case, about 11 MiB for 50,000 Decentraland wallets (42-byte
+//! identities, ~45-byte privacy metadata).
 
 use std::collections::HashMap;
 
 use livekit_protocol::ParticipantInfo;
 use livekit_protocol::participant_info::State;
+
+/// Default most participants listed; newcomers past it are not listed (counted).
+pub const MAX_PARTICIPANTS: usize = 50_000;
+/// Default longest metadata kept; longer metadata is kept as `""` (counted). LiveKit allows up
+/// to 512 KiB; the gatekeeper's is `{"private_messages_privacy":"…"}`.
+pub const MAX_METADATA_BYTES: usize = 1024;
+/// Longest identity listed (a wallet address is 42 bytes).
+pub const MAX_IDENTITY_BYTES: usize = 256;
+/// Longest participant sid listed (LiveKit's are ~15 bytes).
+pub const MAX_SID_BYTES: usize = 64;
+
+/// The roster's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RosterLimits {
+    pub max_participants: usize,
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for RosterLimits {
+    fn default() -> Self {
+        RosterLimits {
+            max_participants: MAX_PARTICIPANTS,
+            max_metadata_bytes: MAX_METADATA_BYTES,
+        }
+    }
+}
+
+/// What the roster refused since the last [`Roster::take_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RosterCounts {
+    /// Participants not listed: the roster was full, or the identity or sid was too long.
+    pub not_listed: u64,
+    /// Metadata over the limit, kept as `""`.
+    pub metadata_cut: u64,
+}
 
 /// A participant's presence state (LiveKit's `ParticipantInfo.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +80,15 @@ pub struct RemoteParticipant {
 }
 
 impl RemoteParticipant {
-    fn from_info(info: &ParticipantInfo) -> Self {
+    fn from_info(info: &ParticipantInfo, max_metadata: usize) -> Self {
         RemoteParticipant {
             identity: info.identity.clone(),
             sid: info.sid.clone(),
-            metadata: info.metadata.clone(),
+            metadata: if info.metadata.len() > max_metadata {
+                String::new()
+            } else {
+                info.metadata.clone()
+            },
             state: PresenceState::from_proto(info.state),
             version: info.version,
         }
@@ -64,15 +111,29 @@ pub enum RosterEvent {
 pub struct Roster {
     me: String,
     by_identity: HashMap<String, RemoteParticipant>,
+    limits: RosterLimits,
+    counts: RosterCounts,
 }
 
 impl Roster {
     /// An empty roster for the local participant `me` (whose own updates are ignored).
     pub fn new(me: &str) -> Self {
+        Roster::with_limits(me, RosterLimits::default())
+    }
+
+    /// An empty roster with other bounds.
+    pub fn with_limits(me: &str, limits: RosterLimits) -> Self {
         Roster {
             me: me.to_owned(),
             by_identity: HashMap::new(),
+            limits,
+            counts: RosterCounts::default(),
         }
+    }
+
+    /// What was refused since the last call (and resets the counts).
+    pub fn take_counts(&mut self) -> RosterCounts {
+        std::mem::take(&mut self.counts)
     }
 
     pub fn get(&self, identity: &str) -> Option<&RemoteParticipant> {
@@ -97,11 +158,23 @@ impl Roster {
         if info.identity.is_empty() || info.identity == self.me {
             return None;
         }
-        let incoming = RemoteParticipant::from_info(info);
+        if info.identity.len() > MAX_IDENTITY_BYTES || info.sid.len() > MAX_SID_BYTES {
+            self.counts.not_listed += 1;
+            return None;
+        }
+        let incoming = RemoteParticipant::from_info(info, self.limits.max_metadata_bytes);
+        let cut = incoming.metadata.len() != info.metadata.len();
         match self.by_identity.get(&info.identity) {
             None => {
                 if incoming.state == PresenceState::Disconnected {
                     return None;
+                }
+                if self.by_identity.len() >= self.limits.max_participants {
+                    self.counts.not_listed += 1;
+                    return None;
+                }
+                if cut {
+                    self.counts.metadata_cut += 1;
                 }
                 self.by_identity
                     .insert(incoming.identity.clone(), incoming.clone());
@@ -123,6 +196,9 @@ impl Roster {
                         ..gone
                     }));
                 }
+                if cut {
+                    self.counts.metadata_cut += 1;
+                }
                 let previous = current.metadata.clone();
                 self.by_identity
                     .insert(incoming.identity.clone(), incoming.clone());
@@ -137,7 +213,8 @@ impl Roster {
     /// Replaces the roster with a fresh list (after a (re)connect) and reports what changed
     /// relative to what we knew: joins, leaves and metadata changes.
     pub fn rebuild(&mut self, me: &str, infos: &[ParticipantInfo]) -> Vec<RosterEvent> {
-        let mut fresh = Roster::new(me);
+        let mut fresh = Roster::with_limits(me, self.limits);
+        fresh.counts = self.counts;
         for info in infos {
             fresh.apply(info);
         }
@@ -245,6 +322,66 @@ mod tests {
                 .is_none()
         );
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn the_roster_is_bounded() {
+        let limits = RosterLimits {
+            max_participants: 3,
+            max_metadata_bytes: 10,
+        };
+        let mut r = Roster::with_limits("me", limits);
+        for i in 0..10 {
+            r.apply(&info(
+                &format!("p{i}"),
+                &format!("PA_{i}"),
+                1,
+                State::Active,
+                "m",
+            ));
+        }
+        assert_eq!(r.len(), 3);
+        let long = "x".repeat(MAX_IDENTITY_BYTES + 1);
+        assert!(
+            r.apply(&info(&long, "PA_l", 1, State::Active, ""))
+                .is_none()
+        );
+        let long_sid = "S".repeat(MAX_SID_BYTES + 1);
+        r.apply(&info("p0", &long_sid, 1, State::Active, ""));
+        assert_eq!(r.get("p0").map(|p| p.sid.as_str()), Some("PA_0"));
+        // Oversized metadata is kept as "".
+        match r.apply(&info("p0", "PA_0", 2, State::Active, &"y".repeat(11))) {
+            Some(RosterEvent::MetadataChanged {
+                participant,
+                previous,
+            }) => assert_eq!(
+                (participant.metadata.as_str(), previous.as_str()),
+                ("", "m")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            r.take_counts(),
+            RosterCounts {
+                not_listed: 9,
+                metadata_cut: 1
+            }
+        );
+        assert_eq!(r.take_counts(), RosterCounts::default());
+        // A rebuild keeps the bounds.
+        let infos: Vec<_> = (0..10)
+            .map(|i| info(&format!("q{i}"), "PA_q", 1, State::Active, &"z".repeat(20)))
+            .collect();
+        r.rebuild("me", &infos);
+        assert_eq!(r.len(), 3);
+        assert!(r.participants().all(|p| p.metadata.is_empty()));
+        assert_eq!(
+            r.take_counts(),
+            RosterCounts {
+                not_listed: 7,
+                metadata_cut: 3
+            }
+        );
     }
 
     #[test]

@@ -49,6 +49,13 @@ pub(crate) enum Command {
     Leave {
         reply: oneshot::Sender<()>,
     },
+    /// Encoded bytes sent as they are (tests only).
+    #[cfg(feature = "test-util")]
+    Raw {
+        bytes: Vec<u8>,
+        reliability: Reliability,
+        reply: oneshot::Sender<Result<(), SendError>>,
+    },
 }
 
 /// How a session ended.
@@ -352,6 +359,19 @@ impl<'a> Session<'a> {
                 }
                 None
             }
+            #[cfg(feature = "test-util")]
+            Some(Command::Raw {
+                bytes,
+                reliability,
+                reply,
+            }) => {
+                if !self.established || self.backlog.len() >= MAX_BACKLOG {
+                    let _ = reply.send(Err(SendError::NotConnected));
+                } else {
+                    self.backlog.push_back((reliability, bytes, Some(reply)));
+                }
+                None
+            }
         }
     }
 
@@ -397,6 +417,7 @@ impl<'a> Session<'a> {
                         self.shared.emit(Event::from(event));
                     }
                 }
+                self.shared.note_roster(&mut roster);
             }
             Resp::Leave(leave) => return Ok(Some(on_server_leave(&leave))),
             Resp::RefreshToken(_) | Resp::PongResp(_) | Resp::Pong(_) => {}

@@ -8,6 +8,9 @@
 //!   the reference's `rfc4.Packet` with protocol version 100).
 //! - [`Inbox`]: what arrives, passed through [`chat_core::Filter`] against the current
 //!   [`SocialView`] (privacy setting, friends, blocks), which the caller keeps up to date.
+//!   Bounded: packets wait for [`Inbox::next`] in the participant's queue (at most 4,096 events
+//!   and 8 MiB); when the reader falls that far behind, new packets are dropped and the next read
+//!   returns [`Received::Lagged`] with how many (see `livekit_participant`'s "Bounds").
 //!
 //! - [`social::SocialClient`]: that social view from the social service (dcl-rpc), kept current
 //!   from its update streams.
@@ -162,6 +165,9 @@ pub enum Received {
     Message { from: String, message: ChatMessage },
     /// A packet the filter dropped, and why (for logs and counters; not to be shown).
     Dropped { from: String, reason: Drop },
+    /// The inbox was read too slowly: `dropped` packets (or room events) that arrived after the
+    /// ones before this were dropped, unread. Also counted in [`ChatClient::events_dropped`].
+    Lagged { dropped: u64 },
 }
 
 impl ChatClient {
@@ -253,6 +259,11 @@ impl ChatClient {
         )
     }
 
+    /// Packets and room events dropped so far because the [`Inbox`] was read too slowly.
+    pub fn events_dropped(&self) -> u64 {
+        self.participant.stats().events_dropped
+    }
+
     /// Leaves the room.
     pub async fn leave(self) {
         self.participant.leave().await;
@@ -268,12 +279,15 @@ pub fn set_view(handle: &RwLock<SocialView>, view: SocialView) {
 }
 
 impl Inbox {
-    /// The next data packet, judged; `None` once the client is gone. Other room events are
+    /// The next data packet, judged, or [`Received::Lagged`] where packets were dropped because
+    /// the inbox was read too slowly; `None` once the client is gone. Other room events are
     /// skipped.
     pub async fn next(&mut self) -> Option<Received> {
         loop {
-            let Event::Data(packet) = self.events.recv().await? else {
-                continue;
+            let packet = match self.events.recv().await? {
+                Event::Data(packet) => packet,
+                Event::Lagged { dropped } => return Some(Received::Lagged { dropped }),
+                _ => continue,
             };
             let view = match self.view.read() {
                 Ok(v) => v.clone(),

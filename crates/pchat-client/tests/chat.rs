@@ -170,3 +170,73 @@ async fn private_messages_between_sdk_clients_and_the_official_sdk() {
         client.leave().await;
     }
 }
+
+/// Our gatekeeper in front of `lk`, on a free loopback port; its base URL.
+async fn gatekeeper_for(lk: &LiveKitServer) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gk = format!("http://{}", listener.local_addr().expect("addr"));
+    let config = gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, "t");
+    let state = gatekeeper::Builder::new(config)
+        .build()
+        .expect("gatekeeper");
+    tokio::spawn(gatekeeper::serve(listener, state, std::future::pending()));
+    gk
+}
+
+/// Issue #8 item 10: an inbox nobody reads (a paused terminal) holds at most 4,096 events; the
+/// rest are dropped, counted, and reported as `Received::Lagged` when reading resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_inbox_drops_new_messages_and_says_how_many() {
+    let lk = LiveKitServer::start().await.expect("livekit-server");
+    let gk = gatekeeper_for(&lk).await;
+    let (aw, bw) = (authchain::Wallet::random(), authchain::Wallet::random());
+    let (a, _a_in) = client(&gk, &aw).await;
+    let (b, mut b_in) = client(&gk, &bw).await;
+    let (av, bv) = (a.address().to_owned(), b.address().to_owned());
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while a.recipient_state(&bv).await != RecipientState::Connected {
+        assert!(tokio::time::Instant::now() < deadline, "B never reachable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // B reads nothing while A sends more than the queue holds.
+    const N: u32 = 5_000;
+    for i in 0..N {
+        a.send(&bv, &format!("{i}")).await.expect("send");
+    }
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while b.events_dropped() < u64::from(N) - 4_096 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} dropped",
+            b.events_dropped()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut texts = Vec::new();
+    let mut lagged = 0;
+    while let Some(r) = b_in.next_timeout(Duration::from_secs(2)).await {
+        match r {
+            Received::Message { from, message } => {
+                assert_eq!(from, av);
+                assert_eq!(lagged, 0, "the marker comes after what was kept");
+                texts.push(message.text);
+            }
+            Received::Lagged { dropped } => lagged += dropped,
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..texts.len()).map(|i| i.to_string()).collect();
+    assert_eq!(texts, expected, "the oldest messages are kept, in order");
+    assert!(texts.len() <= 4_096);
+    assert_eq!(lagged, b.events_dropped(), "told every drop");
+    assert_eq!(
+        texts.len() as u64 + lagged,
+        u64::from(N),
+        "none unaccounted"
+    );
+    // Reading again works.
+    a.send(&bv, "after").await.expect("send");
+    expect_message(&mut b_in, &av, "after").await;
+}

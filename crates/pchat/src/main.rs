@@ -281,6 +281,9 @@ async fn chat(
         match inbox.next_timeout(left).await {
             Some(Received::Message { from, message }) => println!("{from}: {}", message.text),
             Some(Received::Dropped { from, reason }) => println!("(dropped from {from}: {reason})"),
+            Some(Received::Lagged { dropped }) => {
+                eprintln!("({dropped} messages lost: output was read too slowly)")
+            }
             None => break,
         }
     }
