@@ -1040,3 +1040,24 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `social_request_payloads` fuzz target: `GetFriends` with `limit: 1,
+    /// offset: i32::MAX` answered page −2147483648 (the page number wrapped around).
+    #[test]
+    fn page_numbers_do_not_wrap_for_huge_offsets() {
+        let (limit, offset) = page(Some(v2::Pagination {
+            limit: 1,
+            offset: i32::MAX,
+        }));
+        let p = paginated(i64::MAX, limit, offset);
+        assert_eq!(p.page, i32::MAX);
+        assert_eq!(p.total, i32::MAX);
+        assert_eq!(paginated(0, 0, 0).page, 1);
+        assert_eq!(paginated(120, 50, 100).page, 3);
+        assert_eq!(paginated(-5, 50, 0).total, 0);
+    }
+}
