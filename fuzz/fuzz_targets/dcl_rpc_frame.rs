@@ -7,7 +7,9 @@
 use dcl_rpc_wire::{Frame, MessageType, NUMBER_MASK, identifier, split_identifier};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("dcl_rpc_frame"),
+    |data: &[u8]| {
     let Ok(frame) = Frame::decode(data) else {
         return;
     };

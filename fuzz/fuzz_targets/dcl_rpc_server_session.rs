@@ -179,7 +179,9 @@ async fn session(url: &str, frames: Vec<(u8, Vec<u8>)>) {
     assert!(drained.is_ok(), "the server did not close within 10 s of the client");
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("dcl_rpc_server_session"),
+    |data: &[u8]| {
     let frames: Vec<(u8, Vec<u8>)> = split_frames(data)
         .into_iter()
         .take(64)

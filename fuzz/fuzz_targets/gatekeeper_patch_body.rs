@@ -92,7 +92,9 @@ fn encode_segment(bytes: &[u8]) -> String {
     out
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("gatekeeper_patch_body"),
+    |data: &[u8]| {
     let [selector, rest @ ..] = data else {
         return;
     };

@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use livekit_participant::packet::{Decoded, Deduplicator, decode, encode_user_packet};
 use livekit_participant::Reliability;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("livekit_data_packet"),
+    |data: &[u8]| {
     let mut dedup = Deduplicator::new(4);
     for reliability in [Reliability::Reliable, Reliability::Lossy] {
         let Ok(decoded) = decode(data, reliability) else {

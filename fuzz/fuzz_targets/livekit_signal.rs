@@ -38,7 +38,9 @@ fn check(roster: &Roster, events: &[RosterEvent]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("livekit_signal"),
+    |data: &[u8]| {
     let mut roster = Roster::new(ME);
     for (_, bytes) in split_frames(data).into_iter().take(32) {
         let Incoming::Response(msg) = decode_frame(bytes) else {

@@ -26,7 +26,9 @@ const SENDERS: [&str; 6] = [
     "not an address",
 ];
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("rfc4_packet"),
+    |data: &[u8]| {
     let [selector, payload @ ..] = data else {
         return;
     };

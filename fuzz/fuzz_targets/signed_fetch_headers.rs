@@ -58,7 +58,9 @@ fn verifiers() -> &'static Verifiers {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("signed_fetch_headers"),
+    |data: &[u8]| {
     let mut headers: HashMap<String, String> = HashMap::new();
     let mut generated: Vec<AuthLink> = Vec::new();
     let mut method = "get".to_owned();

@@ -113,7 +113,9 @@ fn check_response(name: &str, bytes: &[u8]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: private_chat_fuzz::seeds::write_if_asked("social_request_payloads"),
+    |data: &[u8]| {
     let [which, caller, payload @ ..] = data else {
         return;
     };

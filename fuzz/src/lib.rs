@@ -1,4 +1,6 @@
-//! Helpers shared by the fuzz targets and the seed generator.
+//! Helpers shared by the fuzz targets, and their seed inputs ([`seeds`]).
+
+pub mod seeds;
 
 use std::future::Future;
 use std::pin::pin;

@@ -68,10 +68,12 @@ fn page(p: Option<v2::Pagination>) -> (i64, i64) {
     }
 }
 
+/// The response's pagination: both numbers saturate at `i32::MAX` (the wire type) instead of
+/// wrapping around (an offset near `i32::MAX` with a page size of 1 used to give page −2³¹).
 fn paginated(total: i64, limit: i64, offset: i64) -> v2::PaginatedResponse {
     v2::PaginatedResponse {
-        total: total.min(i64::from(i32::MAX)) as i32,
-        page: (offset / limit.max(1) + 1) as i32,
+        total: i32::try_from(total.max(0)).unwrap_or(i32::MAX),
+        page: i32::try_from(offset.max(0) / limit.max(1) + 1).unwrap_or(i32::MAX),
     }
 }
 

@@ -1,8 +1,9 @@
-//! Writes the seed inputs of every fuzz target into `fuzz/corpus/<target>/seed-*`: valid
-//! inputs made with the crates' own encoders and signer, so that the fuzzers start deep.
+//! The seed inputs of every fuzz target, written to `fuzz/corpus/<target>/seed-*`: valid inputs
+//! made with the crates' own encoders and signer, so that the fuzzers start deep.
 //!
-//! `cargo run --manifest-path fuzz/Cargo.toml --example seeds` (from the repository root; any
-//! toolchain).
+//! Every target writes its seeds and exits when started with `PCHAT_FUZZ_WRITE_SEEDS=1`
+//! (`PCHAT_FUZZ_WRITE_SEEDS=1 cargo +nightly fuzz run -O <target>`): the seeds come from the
+//! same build as the target, with no second build of the dependencies.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,7 +16,7 @@ use dcl_rpc_wire::{
 use livekit_participant::Reliability;
 use livekit_participant::packet::encode_user_packet;
 use livekit_protocol as proto;
-use private_chat_fuzz::{FUZZ_NOW_MS, fixed_wallet, join_frames};
+use crate::{FUZZ_NOW_MS, fixed_wallet, join_frames};
 use prost::Message;
 use social_proto::v2;
 
@@ -286,12 +287,20 @@ fn gatekeeper() {
     write(t, "bad-address", &bytes);
 }
 
-fn main() {
-    signed_fetch();
-    dcl_rpc();
-    social();
-    rfc4();
-    livekit();
-    gatekeeper();
-    println!("seeds written under {}", Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").display());
+/// With `PCHAT_FUZZ_WRITE_SEEDS` set: writes the seeds of `target` and exits.
+pub fn write_if_asked(target: &str) {
+    if std::env::var_os("PCHAT_FUZZ_WRITE_SEEDS").is_none() {
+        return;
+    }
+    match target {
+        "signed_fetch_headers" => signed_fetch(),
+        "dcl_rpc_frame" | "dcl_rpc_server_session" => dcl_rpc(),
+        "social_request_payloads" => social(),
+        "rfc4_packet" => rfc4(),
+        "livekit_signal" | "livekit_data_packet" => livekit(),
+        "gatekeeper_patch_body" => gatekeeper(),
+        other => panic!("no seeds for {other}"),
+    }
+    eprintln!("seeds of {target} written under {}", dir(target).display());
+    std::process::exit(0);
 }
