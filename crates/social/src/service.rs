@@ -1047,7 +1047,7 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    /// Found by the `social_request_payloads` fuzz target: `GetFriends` with `limit: 1,
+    /// Found while writing the `social_request_payloads` fuzz target: `GetFriends` with `limit: 1,
     /// offset: i32::MAX` answered page −2147483648 (the page number wrapped around).
     #[test]
     fn page_numbers_do_not_wrap_for_huge_offsets() {
