@@ -78,12 +78,12 @@ fn signed_fetch() {
     write(t, "contract-wallet", &lines(&h));
     // Generated links (the target signs them): SIGNER(w0) → ephemeral(w1) → entity.
     let text = ephemeral_message(&fixed_wallet(1).address(), expiration(FUZZ_NOW_MS + 60_000));
-    let gen = format!(
+    let generated = format!(
         "+e={}\n+s=get:/:{FUZZ_NOW_MS}:{{}}\nx-identity-timestamp={FUZZ_NOW_MS}\nx-identity-metadata={{}}",
         text.replace('\n', "\\n")
     );
     // The delegation text has newlines, which end a line of the input: `\\n` stands for one.
-    write(t, "generated", gen.as_bytes());
+    write(t, "generated", generated.as_bytes());
     let eph = AuthLink::new(LinkType::EcdsaEphemeral, text.clone(), fixed_wallet(0).personal_sign(&text));
     let mut h = vec![
         (chain_header_name(0), AuthLink::new(LinkType::Signer, fixed_wallet(0).address().to_checksum(), "").to_json()),
