@@ -41,7 +41,10 @@ impl Authenticator for PrefixAuth {
 
 fn module() -> Module {
     let procedures = vec![
-        ("echo".to_owned(), Procedure::unary(|_, p| async move { Ok(p) })),
+        (
+            "echo".to_owned(),
+            Procedure::unary(|_, p| async move { Ok(p) }),
+        ),
         (
             "fail".to_owned(),
             Procedure::unary(|_, _| async move {
@@ -172,7 +175,9 @@ async fn session(url: &str, frames: Vec<(u8, Vec<u8>)>) {
             break;
         }
         if flags & 2 == 2 {
-            if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(20), ws.next()).await {
+            if let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_millis(20), ws.next()).await
+            {
                 check_server_message(&m);
             }
         }
@@ -185,7 +190,10 @@ async fn session(url: &str, frames: Vec<(u8, Vec<u8>)>) {
         }
     })
     .await;
-    assert!(drained.is_ok(), "the server did not close within 10 s of the client");
+    assert!(
+        drained.is_ok(),
+        "the server did not close within 10 s of the client"
+    );
 }
 
 fuzz_target!(

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livekit_participant::packet::{Decoded, Deduplicator, decode, encode_user_packet};
 use livekit_participant::Reliability;
+use livekit_participant::packet::{Decoded, Deduplicator, decode, encode_user_packet};
 
 fuzz_target!(
     init: private_chat_fuzz::seeds::write_if_asked("livekit_data_packet"),

@@ -9,10 +9,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use livekit_participant::PresenceState;
 use livekit_participant::fuzzing::parse_trickle;
 use livekit_participant::roster::{Roster, RosterEvent};
 use livekit_participant::signal::{Incoming, decode_frame};
-use livekit_participant::PresenceState;
 use livekit_protocol as proto;
 use private_chat_fuzz::split_frames;
 use proto::signal_response::Message as Resp;
@@ -21,18 +21,32 @@ use str0m::change::{SdpAnswer, SdpOffer};
 const ME: &str = "0x1111111111111111111111111111111111111111";
 
 fn check(roster: &Roster, events: &[RosterEvent]) {
-    assert!(roster.get(ME).is_none(), "the roster holds the local participant");
+    assert!(
+        roster.get(ME).is_none(),
+        "the roster holds the local participant"
+    );
     for p in roster.participants() {
-        assert_ne!(p.state, PresenceState::Disconnected, "{p:?} is in the roster");
+        assert_ne!(
+            p.state,
+            PresenceState::Disconnected,
+            "{p:?} is in the roster"
+        );
         assert!(!p.identity.is_empty());
     }
     for e in events {
         match e {
             RosterEvent::Joined(p) | RosterEvent::MetadataChanged { participant: p, .. } => {
-                assert_eq!(roster.get(&p.identity), Some(p), "event {e:?} disagrees with the roster")
+                assert_eq!(
+                    roster.get(&p.identity),
+                    Some(p),
+                    "event {e:?} disagrees with the roster"
+                )
             }
             RosterEvent::Left(p) => {
-                assert!(roster.get(&p.identity).is_none(), "{p:?} left but is still there")
+                assert!(
+                    roster.get(&p.identity).is_none(),
+                    "{p:?} left but is still there"
+                )
             }
         }
     }
