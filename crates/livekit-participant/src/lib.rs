@@ -60,6 +60,12 @@ mod session;
 pub mod signal;
 pub mod token;
 
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::session::parse_trickle;
+}
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;

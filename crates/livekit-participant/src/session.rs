@@ -563,7 +563,7 @@ fn on_server_leave(leave: &proto::LeaveRequest) -> Ended {
 }
 
 /// A trickled candidate: `{"candidate":"candidate:…","sdpMid":…}`.
-fn parse_trickle(init: &str) -> Option<Candidate> {
+pub fn parse_trickle(init: &str) -> Option<Candidate> {
     let value: serde_json::Value = serde_json::from_str(init).ok()?;
     let text = value.get("candidate")?.as_str()?;
     let text = text.strip_prefix("a=").unwrap_or(text);

@@ -79,10 +79,12 @@ fn page(p: Option<v2::Pagination>) -> (i64, i64) {
     }
 }
 
+/// The response's pagination: both numbers saturate at `i32::MAX` (the wire type) instead of
+/// wrapping around (an offset near `i32::MAX` with a page size of 1 used to give page −2³¹).
 fn paginated(total: i64, limit: i64, offset: i64) -> v2::PaginatedResponse {
     v2::PaginatedResponse {
-        total: total.min(i64::from(i32::MAX)) as i32,
-        page: (offset / limit.max(1) + 1) as i32,
+        total: i32::try_from(total.max(0)).unwrap_or(i32::MAX),
+        page: i32::try_from(offset.max(0) / limit.max(1) + 1).unwrap_or(i32::MAX),
     }
 }
 
@@ -1094,4 +1096,25 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found while writing the `social_request_payloads` fuzz target: `GetFriends` with `limit: 1,
+    /// offset: i32::MAX` answered page −2147483648 (the page number wrapped around).
+    #[test]
+    fn page_numbers_do_not_wrap_for_huge_offsets() {
+        let (limit, offset) = page(Some(v2::Pagination {
+            limit: 1,
+            offset: i32::MAX,
+        }));
+        let p = paginated(i64::MAX, limit, offset);
+        assert_eq!(p.page, i32::MAX);
+        assert_eq!(p.total, i32::MAX);
+        assert_eq!(paginated(0, 0, 0).page, 1);
+        assert_eq!(paginated(120, 50, 100).page, 3);
+        assert_eq!(paginated(-5, 50, 0).total, 0);
+    }
 }
