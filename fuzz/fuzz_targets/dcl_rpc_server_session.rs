@@ -116,6 +116,10 @@ fn harness() -> &'static Harness {
                 max_frame_bytes: 1024,
                 max_buffered_frames: 8,
                 max_connections: 8,
+                // Small caps so that inputs reach the refusals.
+                max_ports_per_connection: 2,
+                max_streams_per_connection: 4,
+                max_calls_per_connection: 4,
             },
         )
         .with_module(module());
