@@ -147,6 +147,19 @@ impl Filter {
             self.buckets.retain(|_, (tokens, at)| {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * per_second < burst
             });
+            // Still full (every tracked sender is busy): forget the one with the most tokens,
+            // so the map never holds more than MAX_TRACKED_SENDERS. At worst that sender gets
+            // a fresh burst; memory stays bounded.
+            if self.buckets.len() >= MAX_TRACKED_SENDERS {
+                let fullest = self
+                    .buckets
+                    .iter()
+                    .max_by(|a, b| a.1.0.total_cmp(&b.1.0))
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = fullest {
+                    self.buckets.remove(&k);
+                }
+            }
         }
         let (tokens, at) = self.buckets.entry(sender).or_insert((burst, now));
         *tokens =
@@ -306,5 +319,27 @@ mod tests {
             "{}",
             f.buckets.len()
         );
+    }
+
+    #[test]
+    fn the_rate_limit_tracks_at_most_max_tracked_senders() {
+        let mut filter = Filter::with_rate_limit(RateLimit {
+            interval: Duration::from_secs(1),
+            burst: 1,
+        });
+        let v = view(Privacy::All);
+        let now = Instant::now();
+        let payload = crate::packet::encode("hi", SystemTime::now()).expect("encodes");
+        for i in 0..(MAX_TRACKED_SENDERS + 500) {
+            let sender = format!("0x{i:040x}");
+            let packet = Incoming {
+                sender: &sender,
+                topic: ME,
+                payload: &payload,
+            };
+            // Every sender sends once at the same instant: none has refilled, none is idle.
+            assert!(filter.check(&v, packet, now).is_ok());
+            assert!(filter.buckets.len() <= MAX_TRACKED_SENDERS);
+        }
     }
 }
