@@ -25,7 +25,7 @@ pub enum SendError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot get a token: {0}")]
-    Token(String),
+    Token(crate::token::TokenSourceError),
     #[error("signalling failed: {0}")]
     Signal(String),
     #[error("the server refused the join: {0}")]

@@ -28,6 +28,17 @@
 //! JoinResponse and the differences are reported as events. Incoming packets are de-duplicated
 //! by (sender, nonce) across reconnects.
 //!
+//! ## Announced before sending
+//!
+//! `livekit-server` tells the rest of the room about a participant that publishes no tracks in
+//! batches (every 3 s), and a packet that reaches another participant before that announcement
+//! arrives there with no sender in the official SDKs (`participant=None`). So [`Participant::send`]
+//! holds packets until the server has announced us: the batch that carries our own
+//! `ParticipantInfo` in state ACTIVE is sent to everyone in the room at once, so once it reaches
+//! us it has been sent to the others. The hold is bounded by [`Options::announce_wait`] (default
+//! 4 s, a batch interval and some), after which packets go anyway; it starts again after every
+//! rejoin (a new session is announced anew). [`Participant::is_announced`] tells where we are.
+//!
 //! ## Bounds
 //!
 //! Everything the other participants (or the server) can make this participant hold is bounded:
@@ -75,7 +86,7 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 pub use error::{ConnectError, SendError};
 pub use packet::{IncomingPacket, Reliability};
 pub use roster::{PresenceState, RemoteParticipant, RosterEvent, RosterLimits};
-pub use token::{Credentials, FnTokenSource, StaticToken, TokenSource};
+pub use token::{Credentials, FnTokenSource, StaticToken, TokenSource, TokenSourceError};
 
 use packet::Deduplicator;
 use queue::EventQueue;
@@ -192,6 +203,17 @@ pub(crate) struct Shared {
     state: watch::Sender<ConnectionState>,
     identity: std::sync::Mutex<String>,
     sequence: AtomicU32,
+    announced: watch::Sender<Announcement>,
+}
+
+/// Whether the server has announced the current session to the room (see the crate docs).
+#[derive(Debug, Clone)]
+struct Announcement {
+    /// Our participant sid in the current session ("" before the first join).
+    sid: String,
+    /// When the current session joined.
+    since: tokio::time::Instant,
+    done: bool,
 }
 
 impl Drop for Shared {
@@ -244,6 +266,29 @@ impl Shared {
         });
     }
 
+    /// A new session joined as `sid`: not announced yet.
+    fn joined_as(&self, sid: &str) {
+        self.announced.send_replace(Announcement {
+            sid: sid.to_owned(),
+            since: tokio::time::Instant::now(),
+            done: false,
+        });
+    }
+
+    /// A `ParticipantInfo` about us arrived in a ParticipantUpdate.
+    fn note_self(&self, info: &livekit_protocol::ParticipantInfo) {
+        if info.state != livekit_protocol::participant_info::State::Active as i32 {
+            return;
+        }
+        self.announced.send_if_modified(|a| {
+            let now_done = !a.done && a.sid == info.sid;
+            if now_done {
+                a.done = true;
+            }
+            now_done
+        });
+    }
+
     /// The next reliable sequence number (strictly increasing, never 0).
     fn next_sequence(&self) -> u32 {
         loop {
@@ -272,7 +317,13 @@ pub struct Options {
     pub event_queue_bytes: usize,
     /// Bounds of the roster (default 50,000 participants, 1 KiB of metadata each).
     pub roster: RosterLimits,
+    /// Longest time [`Participant::send`] holds packets after a (re)join until the server has
+    /// announced us to the room (default 4 s; see the crate docs). Zero: never hold.
+    pub announce_wait: Duration,
 }
+
+/// Default [`Options::announce_wait`]: LiveKit's 3 s batch interval and a margin.
+pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(4);
 
 /// Default [`Options::event_queue_events`].
 pub const EVENT_QUEUE_EVENTS: usize = 4_096;
@@ -289,6 +340,7 @@ impl Default for Options {
             event_queue_events: EVENT_QUEUE_EVENTS,
             event_queue_bytes: EVENT_QUEUE_BYTES,
             roster: RosterLimits::default(),
+            announce_wait: ANNOUNCE_WAIT,
         }
     }
 }
@@ -318,6 +370,7 @@ pub struct Participant {
     shared: Arc<Shared>,
     state: watch::Receiver<ConnectionState>,
     task: tokio::task::JoinHandle<()>,
+    announce_wait: Duration,
 }
 
 impl Drop for Participant {
@@ -348,10 +401,17 @@ impl Participant {
             state: state_tx,
             identity: std::sync::Mutex::new(String::new()),
             sequence: AtomicU32::new(1),
+            announced: watch::channel(Announcement {
+                sid: String::new(),
+                since: tokio::time::Instant::now(),
+                done: false,
+            })
+            .0,
         });
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let (first_tx, first_rx) = oneshot::channel();
         let timeout = options.connect_timeout;
+        let announce_wait = options.announce_wait;
         let task = tokio::spawn(supervise(
             shared.clone(),
             Box::new(source),
@@ -364,6 +424,7 @@ impl Participant {
             shared,
             state: state_rx,
             task,
+            announce_wait,
         };
         match tokio::time::timeout(timeout, first_rx).await {
             Ok(Ok(Ok(()))) => Ok((participant, Events(events))),
@@ -375,7 +436,9 @@ impl Participant {
 
     /// Sends a user packet to `destinations` (empty: everyone else in the room) with an
     /// optional topic. Resolves once the packet is handed to the transport. Oversized payloads
-    /// are refused before anything is sent.
+    /// are refused before anything is sent. Right after a (re)join it first waits (at most
+    /// [`Options::announce_wait`]) until the server has announced us to the room, so that the
+    /// receivers know who sent it (see the crate docs).
     pub async fn send(
         &self,
         payload: &[u8],
@@ -384,6 +447,10 @@ impl Participant {
         reliability: Reliability,
     ) -> Result<(), SendError> {
         packet::check_limits(payload, destinations, topic, reliability)?;
+        if *self.state.borrow() != ConnectionState::Connected {
+            return Err(SendError::NotConnected);
+        }
+        self.wait_announced().await;
         if *self.state.borrow() != ConnectionState::Connected {
             return Err(SendError::NotConnected);
         }
@@ -400,6 +467,30 @@ impl Participant {
             .await
             .map_err(|_| SendError::Closed)?;
         rx.await.map_err(|_| SendError::NotConnected)?
+    }
+
+    /// Whether the server has announced the current session to the room (see the crate docs).
+    pub fn is_announced(&self) -> bool {
+        self.shared.announced.borrow().done
+    }
+
+    /// Waits until the current session is announced, or [`Options::announce_wait`] after it
+    /// joined, whichever comes first.
+    pub async fn wait_announced(&self) {
+        let mut rx = self.shared.announced.subscribe();
+        loop {
+            let (done, deadline) = {
+                let a = rx.borrow_and_update();
+                (a.done, a.since + self.announce_wait)
+            };
+            if done || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 
     /// My identity in the room (from the server).
@@ -468,8 +559,8 @@ impl Participant {
         rx.await.map_err(|_| SendError::NotConnected)?
     }
 
-    /// Leaves the room cleanly.
-    pub async fn leave(self) {
+    /// Leaves the room cleanly (the handle stays, disconnected).
+    pub async fn leave(&self) {
         let (reply, rx) = oneshot::channel();
         if self.commands.send(Command::Leave { reply }).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
@@ -501,6 +592,7 @@ async fn supervise(
                 if let Ok(mut id) = shared.identity.lock() {
                     *id = me.clone();
                 }
+                shared.joined_as(join.participant.as_ref().map_or("", |p| p.sid.as_str()));
                 let changes = {
                     let mut roster = shared.roster.lock().await;
                     let changes = roster.rebuild(&me, &join.other_participants);

@@ -411,6 +411,9 @@ impl<'a> Session<'a> {
                 }
             }
             Resp::Update(update) => {
+                for info in update.participants.iter().filter(|i| i.identity == self.me) {
+                    self.shared.note_self(info);
+                }
                 let mut roster = self.shared.roster.lock().await;
                 for info in &update.participants {
                     if let Some(event) = roster.apply(info) {

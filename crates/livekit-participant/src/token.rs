@@ -35,8 +35,53 @@ impl Credentials {
     }
 }
 
-/// The error a token source gives.
-pub type TokenSourceError = String;
+/// The error a token source gives: the source's own typed error, shared so that it can be
+/// cloned into [`ConnectError`](crate::ConnectError)s (reach it with [`TokenSourceError::get`]).
+#[derive(Clone)]
+pub struct TokenSourceError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl TokenSourceError {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        TokenSourceError(Arc::new(error))
+    }
+
+    /// The source's error.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// The source's error as `E`, when it is one.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for TokenSourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for TokenSourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for TokenSourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for TokenSourceError {
+    /// The same error, or errors that read the same.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for TokenSourceError {}
 
 /// A future returned by a token source.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Result<Credentials, TokenSourceError>> + Send>>;

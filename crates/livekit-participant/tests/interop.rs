@@ -106,3 +106,62 @@ async fn rust_and_the_official_sdk_exchange_addressed_messages() {
     assert_eq!(bystander.stats().bad_packets, 0);
     sdk.kill().await;
 }
+
+/// LiveKit announces participants that publish no tracks to the rest of the room in batches
+/// (every 3 s); a packet that arrives before its sender was announced reaches the official SDK
+/// with no sender. `send` holds packets until the server has announced us, so even a packet sent
+/// the instant `connect` returns is attributed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_sent_right_after_joining_reaches_the_official_sdk_with_its_sender() {
+    let lk = LiveKitServer::start().await.expect("livekit");
+    let mut sdk = NodeProcess::spawn(
+        "lk-participant.mjs",
+        &[&lk.ws_url(), &token(&lk, "0xreceiver", "")],
+    )
+    .expect("node");
+    sdk.wait_for("\"connected\"", LIMIT)
+        .await
+        .expect("sdk connected");
+
+    const SENDERS: usize = 6;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..SENDERS {
+        let creds = credentials(&lk, &format!("0xsender{i}"));
+        tasks.spawn(async move {
+            let (p, _events) = livekit_participant::Participant::connect(
+                livekit_participant::StaticToken(creds),
+                livekit_participant::Options::default(),
+            )
+            .await
+            .expect("join");
+            p.send(
+                format!("hello {i}").as_bytes(),
+                &["0xreceiver".to_owned()],
+                Some("0xreceiver"),
+                Reliability::Reliable,
+            )
+            .await
+            .expect("send");
+            // Stay until the receiver has had time to read it.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            p.leave().await;
+        });
+    }
+    let mut seen = Vec::new();
+    for _ in 0..SENDERS {
+        let line = parse(&sdk.wait_for("\"data\"", LIMIT).await.expect("sdk data"));
+        seen.push((line["payload"].clone(), line["from"].clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+    for (payload, from) in &seen {
+        let i = payload
+            .as_str()
+            .and_then(|p| p.strip_prefix("hello "))
+            .expect("payload");
+        assert_eq!(
+            from,
+            &json!(format!("0xsender{i}")),
+            "a packet without its sender: {seen:?}"
+        );
+    }
+}

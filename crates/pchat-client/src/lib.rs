@@ -42,27 +42,63 @@ pub enum ClientError {
     Message(#[from] chat_core::PacketError),
 }
 
+/// Why the gatekeeper's `adapter` string could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    #[error("adapter {0:?} does not start with \"livekit:\"")]
+    NotLiveKit(String),
+    #[error("adapter has no query string")]
+    NoQuery,
+    #[error("adapter has no access_token")]
+    NoToken,
+    #[error("adapter URL {0:?} is not ws:// or wss://")]
+    BadUrl(String),
+}
+
 /// Splits the gatekeeper's `adapter` (`livekit:<url>?access_token=<token>`).
-pub fn parse_adapter(adapter: &str) -> Result<Credentials, String> {
+pub fn parse_adapter(adapter: &str) -> Result<Credentials, AdapterError> {
     let rest = adapter
         .strip_prefix("livekit:")
-        .ok_or_else(|| format!("adapter {adapter:?} does not start with \"livekit:\""))?;
-    let (url, query) = rest
-        .split_once('?')
-        .ok_or_else(|| "adapter has no query string".to_owned())?;
+        .ok_or_else(|| AdapterError::NotLiveKit(adapter.chars().take(64).collect()))?;
+    let (url, query) = rest.split_once('?').ok_or(AdapterError::NoQuery)?;
     let token = query
         .split('&')
         .find_map(|kv| kv.strip_prefix("access_token="))
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| "adapter has no access_token".to_owned())?;
+        .ok_or(AdapterError::NoToken)?;
     if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-        return Err(format!("adapter URL {url:?} is not ws:// or wss://"));
+        return Err(AdapterError::BadUrl(url.chars().take(256).collect()));
     }
     Ok(Credentials {
         url: url.to_owned(),
         token: token.to_owned(),
     })
 }
+
+/// Why no credentials came from the gatekeeper.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot reach the gatekeeper at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the gatekeeper at {url} answered {status}: {body}")]
+    Refused {
+        url: String,
+        status: u16,
+        /// The answer's body, at most 1 KiB of it.
+        body: String,
+    },
+    #[error("the gatekeeper's answer is not the expected JSON: {0}")]
+    BadAnswer(String),
+    #[error("the gatekeeper's adapter is unusable: {0}")]
+    Adapter(#[from] AdapterError),
+}
+
+/// Most bytes of a gatekeeper answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Credentials from the gatekeeper, signed with the user's identity (ADR-44).
 pub struct GatekeeperTokens {
@@ -85,12 +121,12 @@ impl GatekeeperTokens {
     }
 
     /// One signed request for credentials.
-    pub async fn fetch(&self) -> Result<Credentials, String> {
+    pub async fn fetch(&self) -> Result<Credentials, TokenError> {
         fetch(&self.http, &self.base, &self.identity).await
     }
 
     /// One signed request, answered as is: (HTTP status, body).
-    pub async fn request(&self) -> Result<(u16, String), String> {
+    pub async fn request(&self) -> Result<(u16, String), TokenError> {
         request(&self.http, &self.base, &self.identity).await
     }
 }
@@ -99,7 +135,7 @@ async fn request(
     http: &reqwest::Client,
     base: &str,
     identity: &authchain::Identity,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), TokenError> {
     let path = "/private-messages/token";
     let headers = identity.signed_fetch_headers(
         "GET",
@@ -107,40 +143,58 @@ async fn request(
         authchain::now_ms(),
         r#"{"signer":"dcl:explorer"}"#,
     );
-    let mut req = http.get(format!("{base}{path}"));
+    let url = format!("{base}{path}");
+    let mut req = http.get(&url);
     for (k, v) in &headers {
         req = req.header(k, v);
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the gatekeeper at {base}: {e}"))?;
+    let unreachable = |source| TokenError::Unreachable {
+        url: url.clone(),
+        source,
+    };
+    let mut resp = req.send().await.map_err(unreachable)?;
     let status = resp.status().as_u16();
-    let body = resp.text().await.map_err(|e| e.to_string())?;
-    Ok((status, body))
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ANSWER_BYTES {
+            return Err(TokenError::BadAnswer(format!(
+                "more than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 async fn fetch(
     http: &reqwest::Client,
     base: &str,
     identity: &authchain::Identity,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, TokenError> {
     let (status, body) = request(http, base, identity).await?;
     if !(200..300).contains(&status) {
-        return Err(format!("the gatekeeper answered {status}: {body}"));
+        return Err(TokenError::Refused {
+            url: base.to_owned(),
+            status,
+            body: body.chars().take(1024).collect(),
+        });
     }
     let v: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("gatekeeper answer is not JSON: {e}"))?;
+        serde_json::from_str(&body).map_err(|e| TokenError::BadAnswer(format!("not JSON: {e}")))?;
     let adapter = v["adapter"]
         .as_str()
-        .ok_or_else(|| format!("gatekeeper answer has no adapter: {body}"))?;
-    parse_adapter(adapter)
+        .ok_or_else(|| TokenError::BadAnswer("no \"adapter\" string".into()))?;
+    Ok(parse_adapter(adapter)?)
 }
 
 impl TokenSource for GatekeeperTokens {
     fn credentials(&self) -> livekit_participant::token::TokenFuture {
         let (http, base, identity) = (self.http.clone(), self.base.clone(), self.identity.clone());
-        Box::pin(async move { fetch(&http, &base, &identity).await })
+        Box::pin(async move {
+            fetch(&http, &base, &identity)
+                .await
+                .map_err(livekit_participant::TokenSourceError::new)
+        })
     }
 }
 
