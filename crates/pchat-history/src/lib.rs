@@ -58,7 +58,9 @@
 //!
 //! [`History::delete_conversation`] deletes the conversation and its messages with SQLite's
 //! `secure_delete` on (freed content is overwritten with zeros in the database file), then
-//! checkpoints the WAL and truncates it, so neither file still holds the deleted rows. (Copies the
+//! checkpoints the WAL and truncates it, so neither file still holds the deleted rows. (While
+//! another process reads the file from an older snapshot the WAL cannot be truncated; the old
+//! frames then go at the next checkpoint: [`History::close`], or SQLite's automatic one. Copies the
 //! file system or the storage device keeps on its own, e.g. journaling or SSD wear levelling, are
 //! out of reach of any program.)
 //!
