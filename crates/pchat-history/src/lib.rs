@@ -43,7 +43,8 @@
 //! - each message's timestamp (milliseconds since the Unix epoch) and direction (in/out), and
 //!   each conversation's "read up to" counter: the paging order, the conversation list's order
 //!   and the unread counts are computed by SQLite from them. Tampering with them is detected for
-//!   timestamps and directions (they are associated data);
+//!   timestamps and directions (they are associated data); the "read up to" counter is not
+//!   authenticated, so editing it can only change unread counts;
 //! - which messages belong to the same conversation (the same keyed hash), not with whom;
 //! - the wallet's own address, in the directory name of [`default_path`] (one file per wallet,
 //!   as the reference client keeps one folder per account).
