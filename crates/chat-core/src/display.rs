@@ -161,7 +161,10 @@ mod tests {
 
     fn assert_safe(out: &str, input: &str) {
         for b in out.bytes() {
-            assert!(b >= 0x20 && b != 0x7f, "byte {b:#x} in {out:?} (from {input:?})");
+            assert!(
+                b >= 0x20 && b != 0x7f,
+                "byte {b:#x} in {out:?} (from {input:?})"
+            );
         }
         for c in out.chars() {
             assert!(
@@ -252,7 +255,11 @@ mod tests {
 
     #[test]
     fn json_strings_escape_controls_and_read_back() {
-        for p in PAYLOADS.iter().copied().chain(["plain", "quote \" and \\ back", "👋"]) {
+        for p in PAYLOADS
+            .iter()
+            .copied()
+            .chain(["plain", "quote \" and \\ back", "👋"])
+        {
             let j = json_string(p);
             assert_safe(&j, p);
             let back: String = serde_json::from_str(&j).expect("valid JSON");

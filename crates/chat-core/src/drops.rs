@@ -116,7 +116,11 @@ impl fmt::Display for DropSummary {
             write!(f, "{sep}{n} {}", kind.label())?;
         }
         if let Some((who, n)) = self.by_sender.first() {
-            write!(f, "; most from {}: {n}", display::one_line_truncated(who, 48))?;
+            write!(
+                f,
+                "; most from {}: {n}",
+                display::one_line_truncated(who, 48)
+            )?;
         }
         Ok(())
     }
@@ -274,11 +278,20 @@ mod tests {
         assert_eq!(c.record(&Drop::NotAFriend, NOISY, t0), None);
         assert_eq!(c.poll(t0 + Duration::from_secs(4)), None);
         let s = c.poll(t0 + Duration::from_secs(5)).expect("due");
-        assert_eq!(s.to_string(), format!("1 dropped in the last 5 s: 1 not friends; most from {NOISY}: 1"));
+        assert_eq!(
+            s.to_string(),
+            format!("1 dropped in the last 5 s: 1 not friends; most from {NOISY}: 1")
+        );
         // The next summary waits a full interval after this one.
-        assert_eq!(c.record(&Drop::BlocksMe, NOISY, t0 + Duration::from_secs(6)), None);
+        assert_eq!(
+            c.record(&Drop::BlocksMe, NOISY, t0 + Duration::from_secs(6)),
+            None
+        );
         assert_eq!(c.poll(t0 + Duration::from_secs(9)), None);
-        assert_eq!(c.poll(t0 + Duration::from_secs(10)).map(|s| s.total), Some(1));
+        assert_eq!(
+            c.poll(t0 + Duration::from_secs(10)).map(|s| s.total),
+            Some(1)
+        );
     }
 
     #[test]
@@ -291,14 +304,15 @@ mod tests {
             assert!(c.by_sender.len() <= MAX_SENDERS_PER_WINDOW);
             assert!(c.by_sender.keys().all(|k| k.len() <= MAX_SENDER_BYTES));
         }
-        c.record(&Drop::Packet(PacketError::NotChat), "ü".repeat(100).as_str(), t);
+        c.record(
+            &Drop::Packet(PacketError::NotChat),
+            "ü".repeat(100).as_str(),
+            t,
+        );
         let s = c.poll(t + Duration::from_secs(1)).expect("due");
         assert_eq!(s.total, 1_001);
         assert_eq!(s.by_sender.len(), MAX_SENDERS_PER_WINDOW);
-        assert_eq!(
-            s.other_senders,
-            1_001 - MAX_SENDERS_PER_WINDOW as u64
-        );
+        assert_eq!(s.other_senders, 1_001 - MAX_SENDERS_PER_WINDOW as u64);
         let line = s.to_string();
         assert!(line.bytes().all(|b| b >= 0x20 && b != 0x7f), "{line:?}");
         assert!(line.starts_with("1001 dropped in the last 1 s: 1000 bad sender, 1 malformed"));

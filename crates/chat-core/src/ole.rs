@@ -64,10 +64,18 @@ mod tests {
     fn as_dotnet_computes_them() {
         // 2025-11-26T09:40:00.123Z: 3,973,311,600,123 ms after 1899-12-30, / 86,400,000.
         let t = UNIX_EPOCH + Duration::from_micros(1_764_150_000_123_900);
-        assert_eq!(to_ole(t), 3_973_311_600_123.0 / 86_400_000.0, "sub-ms truncated");
+        assert_eq!(
+            to_ole(t),
+            3_973_311_600_123.0 / 86_400_000.0,
+            "sub-ms truncated"
+        );
         let back = from_ole(to_ole(t)).expect("date");
         assert_eq!(back, UNIX_EPOCH + Duration::from_millis(1_764_150_000_123));
-        assert_eq!(to_ole(back), to_ole(t), "read back and written again: the same double");
+        assert_eq!(
+            to_ole(back),
+            to_ole(t),
+            "read back and written again: the same double"
+        );
     }
 
     #[test]

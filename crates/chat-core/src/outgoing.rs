@@ -177,8 +177,17 @@ mod tests {
     #[test]
     fn the_recipient_is_checked_before_anything_else() {
         let rules = SendRules::default();
-        for bad in ["", "bob", "0x1234", "0xzz22222222222222222222222222222222222222"] {
-            assert_eq!(rules.check(bad, ""), Err(SendError::InvalidRecipient), "{bad}");
+        for bad in [
+            "",
+            "bob",
+            "0x1234",
+            "0xzz22222222222222222222222222222222222222",
+        ] {
+            assert_eq!(
+                rules.check(bad, ""),
+                Err(SendError::InvalidRecipient),
+                "{bad}"
+            );
             assert_eq!(
                 rules.check(bad, &"x".repeat(10_000)),
                 Err(SendError::InvalidRecipient)
@@ -211,9 +220,16 @@ mod tests {
         let out = rules
             .message(BOB, &widest, SystemTime::now())
             .expect("fits");
-        assert!(out.payload.len() <= packet::MAX_PACKET_PAYLOAD, "{}", out.payload.len());
+        assert!(
+            out.payload.len() <= packet::MAX_PACKET_PAYLOAD,
+            "{}",
+            out.payload.len()
+        );
         assert_eq!(out.topic(), BOB);
-        assert_eq!(packet::decode(&out.payload).expect("reads back").text, widest);
+        assert_eq!(
+            packet::decode(&out.payload).expect("reads back").text,
+            widest
+        );
         // Astral characters: 4 bytes per 2 units.
         let astral = "👋".repeat(MAX_CHARS_LIMIT / 2);
         assert!(rules.message(BOB, &astral, SystemTime::now()).is_ok());
@@ -236,10 +252,14 @@ mod tests {
             packet::encode(&over, now),
             Err(PacketError::TooLong(packet::MAX_TEXT_BYTES + 1))
         );
-        // The framing is what CHAT_FRAMING_BYTES says from 116 bytes of text up.
-        for len in [116, 1_000, packet::MAX_TEXT_BYTES] {
+        // The framing is what CHAT_FRAMING_BYTES says from 128 bytes of text up, less below.
+        for len in [128, 1_000, packet::MAX_TEXT_BYTES] {
             let p = packet::encode(&"y".repeat(len), now).expect("encodes");
             assert_eq!(p.len(), len + packet::CHAT_FRAMING_BYTES, "{len}");
+        }
+        for len in 1..128 {
+            let p = packet::encode(&"y".repeat(len), now).expect("encodes");
+            assert!(p.len() < len + packet::CHAT_FRAMING_BYTES, "{len}");
         }
     }
 

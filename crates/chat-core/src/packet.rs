@@ -24,7 +24,7 @@ pub const PROTOCOL_VERSION: u32 = 100;
 /// data). The topic and the destination identities travel beside the payload in LiveKit's
 /// `DataPacket` and are limited separately (256 bytes, 256 identities), so they do not count.
 pub const MAX_PACKET_PAYLOAD: usize = 15 * 1024;
-/// Bytes a chat packet adds around its text when the text is 116 bytes or longer: the `Packet`
+/// Bytes a chat packet adds around its text of 128 bytes or more (fewer for shorter text): the `Packet`
 /// tag and 2-byte length (3), the `Chat` tag and 2-byte length of the text (3), the timestamp
 /// (tag + 8-byte double: 9) and the protocol version (tag + 1-byte varint: 2).
 pub const CHAT_FRAMING_BYTES: usize = 17;
@@ -77,7 +77,7 @@ pub struct Chat {
 }
 
 /// Why a payload is not a private message we accept.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
     #[error("not a comms packet: {0}")]
     Undecodable(String),
@@ -167,9 +167,9 @@ pub fn decode_reaction(payload: &[u8]) -> Result<crate::reaction::Reaction, Pack
 pub fn decode_payload(payload: &[u8]) -> Result<Payload, PacketError> {
     match decode_packet(payload)? {
         Some(PacketMessage::Chat(chat)) => chat_message(chat).map(Payload::Message),
-        Some(PacketMessage::ChatReaction(r)) => Ok(Payload::Reaction(
-            crate::reaction::Reaction::from_wire(r)?,
-        )),
+        Some(PacketMessage::ChatReaction(r)) => {
+            Ok(Payload::Reaction(crate::reaction::Reaction::from_wire(r)?))
+        }
         None => Err(PacketError::Unsupported),
     }
 }

@@ -70,7 +70,11 @@ pub struct Reaction {
 
 impl Reaction {
     /// Adding `emoji_index` to the message `message_id`, by `address`.
-    pub fn add(emoji_index: u16, message_id: impl Into<String>, address: impl Into<String>) -> Self {
+    pub fn add(
+        emoji_index: u16,
+        message_id: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Self {
         Reaction {
             emoji_index,
             removal: false,
@@ -420,10 +424,21 @@ mod tests {
         let ts = 45_987.402_779_205_246;
         let id = message_id(ALICE, ts);
         assert!(matches_message(&id, ALICE, ts));
-        assert!(matches_message(&id, &ALICE.to_uppercase().replace("0X", "0x"), ts));
-        assert!(matches_message(&format!("{ALICE}:{ts}"), ALICE, ts), "round-trip form");
+        assert!(matches_message(
+            &id,
+            &ALICE.to_uppercase().replace("0X", "0x"),
+            ts
+        ));
+        assert!(
+            matches_message(&format!("{ALICE}:{ts}"), ALICE, ts),
+            "round-trip form"
+        );
         assert!(!matches_message(&id, ALICE, ts + 1e-6));
-        assert!(!matches_message(&id, "0x2222222222222222222222222222222222222222", ts));
+        assert!(!matches_message(
+            &id,
+            "0x2222222222222222222222222222222222222222",
+            ts
+        ));
         assert!(!matches_message("no colon", ALICE, ts));
         assert!(id.len() <= MAX_MESSAGE_ID_BYTES);
     }

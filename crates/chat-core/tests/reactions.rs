@@ -36,9 +36,7 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {v}"))
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
 }
 
 fn reaction_of(v: &Value) -> Reaction {
@@ -136,8 +134,15 @@ fn official_chats_still_read_and_ours_are_the_same_bytes() {
         ));
         // Our encoder, given the same instant, writes the same bytes.
         let at = chat_core::ole::from_ole(ts).expect("a date");
-        assert_eq!(chat_core::ole::to_ole(at), ts, "{name}: the instant round-trips");
-        assert_eq!(hex(&packet::encode(text, at).expect("encode")), str_of(v, "hex"));
+        assert_eq!(
+            chat_core::ole::to_ole(at),
+            ts,
+            "{name}: the instant round-trips"
+        );
+        assert_eq!(
+            hex(&packet::encode(text, at).expect("encode")),
+            str_of(v, "hex")
+        );
         assert!(chat_core::outgoing::text_len(text) <= chat_core::outgoing::DEFAULT_MAX_CHARS);
     }
 }
