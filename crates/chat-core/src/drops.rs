@@ -196,7 +196,7 @@ impl DropCounter {
             .filter(|(_, n)| *n > 0)
             .collect();
         // Stable: equal counts keep the order of ALL.
-        by_kind.sort_by(|a, b| b.1.cmp(&a.1));
+        by_kind.sort_by_key(|k| std::cmp::Reverse(k.1));
         let mut by_sender: Vec<(String, u64)> = self.by_sender.drain().collect();
         by_sender.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let summary = DropSummary {

@@ -17,7 +17,7 @@
 //!   `double.ToString(CultureInfo.InvariantCulture)`. The reference runs on Unity's Mono class
 //!   library, whose default double format is "G" with **15 significant digits** (not the shortest
 //!   round-trip form of .NET Core 3+), trailing zeros dropped, '.' as the separator:
-//!   `45987.4027792052` for the double 45987.402779205246. [`message_id`] writes exactly that;
+//!   `45987.4027792052` for the double 45987.402779205244. [`message_id`] writes exactly that;
 //!   [`matches_message`] also accepts the shortest round-trip form, in case a client on a newer
 //!   runtime writes that.
 //! - `address` is the reacting user's own address, as they claim it. Attribution comes from the
@@ -392,10 +392,10 @@ mod tests {
             (25_569.0, "25569"),
             // 2025-11-26T09:40:00.123Z as .NET's ToOADate gives it (ms / 86,400,000).
             (45_987.402_779_201_39, "45987.4027792014"),
-            // 17 digits 45987402779205246 -> 15: 459874027792052(46) -> ...052.
-            (45_987.402_779_205_246, "45987.4027792052"),
+            // 17 digits 45987402779205244 -> 15: 459874027792052(44) -> ...052.
+            (45_987.402_779_205_244, "45987.4027792052"),
             // Digits 16-17 are 50 or more: rounds up, carrying.
-            (45_999.999_999_999_996, "46000"),
+            (45_999.999_999_999_99, "46000"),
             (0.1, "0.1"),
             (1.0 / 3.0, "0.333333333333333"),
             (123_456_789_012_345_680.0, "1.23456789012346E+17"),
@@ -421,7 +421,7 @@ mod tests {
             message_id(upper, 45_658.5),
             "0xabcdef0000000000000000000000000000000001:45658.5"
         );
-        let ts = 45_987.402_779_205_246;
+        let ts = 45_987.402_779_205_244;
         let id = message_id(ALICE, ts);
         assert!(matches_message(&id, ALICE, ts));
         assert!(matches_message(
