@@ -420,7 +420,7 @@ async fn the_session_on_postgresql() {
         .expect("accept");
     let mut a = player_as(&url, &aw).await;
     assert!(a.view().friends.contains(&f));
-    let mut b = player(&url).await;
+    let b = player(&url).await;
     b.session.block(&av).await.expect("block");
     a.update("blocked by", |u| *u == SocialUpdate::BlockedBy { address: b.address.clone() })
         .await;
