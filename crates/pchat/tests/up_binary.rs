@@ -1,0 +1,244 @@
+//! `pchat up`, the binary: starts livekit-server, the social service and the gatekeeper on the
+//! ports it is given, a fresh wallet gets a token from it, and SIGTERM stops everything (the
+//! livekit-server child included). A missing livekit-server and a port in use are one clear line
+//! and a non-zero exit.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use livekit_testkit::{free_tcp_port, free_udp_port, livekit_binary};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn pchat() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pchat"));
+    cmd.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs a short-lived `pchat` command: (exit success, stdout, stderr).
+async fn output(cmd: &mut tokio::process::Command) -> (bool, String, String) {
+    let out = tokio::time::timeout(LIMIT, cmd.output())
+        .await
+        .expect("the command ends in time")
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The pids of `parent`'s children whose command name is `name` (from /proc).
+fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …"; comm may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm == name && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_tokens_and_stops_everything_on_sigterm() {
+    let lk_bin = livekit_binary().expect("livekit-server (run scripts/setup)");
+    let data = tempfile::tempdir().expect("tmp");
+    let data_dir = data.path().join("nested/up");
+    let (gk_port, social_port, lk_port, lk_udp) = (
+        free_tcp_port().expect("port"),
+        free_tcp_port().expect("port"),
+        free_tcp_port().expect("port"),
+        free_udp_port().expect("port"),
+    );
+    let mut up = pchat()
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--gatekeeper-port", &gk_port.to_string()])
+        .args(["--social-port", &social_port.to_string()])
+        .env("PCHAT_LIVEKIT_PORT", lk_port.to_string())
+        .env("PCHAT_LIVEKIT_UDP_PORT", lk_udp.to_string())
+        .env("LIVEKIT_SERVER_BIN", &lk_bin)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("pchat up");
+    let pid = up.id().expect("pid");
+    let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
+    let mut banner = String::new();
+    let started = Instant::now();
+    loop {
+        let left = LIMIT.saturating_sub(started.elapsed());
+        let line = tokio::time::timeout(left, lines.next_line())
+            .await
+            .expect("pchat up prints its endpoints in time")
+            .expect("read")
+            .unwrap_or_else(|| panic!("pchat up ended early:\n{banner}"));
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    let gatekeeper = format!("http://127.0.0.1:{gk_port}");
+    for expected in [
+        gatekeeper.clone(),
+        format!("ws://127.0.0.1:{social_port}/"),
+        format!("ws://127.0.0.1:{lk_port}"),
+        format!("PCHAT_GATEKEEPER_URL={gatekeeper}"),
+    ] {
+        assert!(
+            banner.contains(&expected),
+            "{expected} missing in:\n{banner}"
+        );
+    }
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    for url in [
+        format!("{gatekeeper}/ping"),
+        format!("http://127.0.0.1:{social_port}/ping"),
+        format!("http://127.0.0.1:{lk_port}/"),
+    ] {
+        let resp = http.get(&url).send().await.expect(&url);
+        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+    }
+
+    // A fresh wallet gets a token from this gatekeeper, for this LiveKit.
+    let (ok, out, err) = output(pchat().args(["token", "--gatekeeper", &gatekeeper])).await;
+    assert!(ok, "pchat token failed:\n{out}\n{err}");
+    assert!(out.contains("status:  200"), "{out}");
+    assert!(
+        out.contains(&format!("livekit:ws://127.0.0.1:{lk_port}?access_token=")),
+        "{out}"
+    );
+
+    // Its files: the database, LiveKit's configuration (secret: 0600) and log.
+    assert!(data_dir.join("social.sqlite").is_file());
+    assert!(data_dir.join("livekit.log").is_file());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&data_dir.join("livekit.yaml")), 0o600);
+        assert_eq!(mode(&data_dir), 0o700);
+    }
+
+    let livekit = children_named(pid, "livekit-server");
+    assert_eq!(livekit.len(), 1, "one livekit-server child: {livekit:?}");
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), up.wait())
+        .await
+        .expect("pchat up exits within 10 s of SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+    let gone = Instant::now();
+    while alive(livekit[0]) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(2),
+            "livekit-server {} outlived pchat up",
+            livekit[0]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for port in [gk_port, social_port, lk_port] {
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("port {port} still held: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_livekit_server_is_one_line_naming_the_install_command() {
+    let data = tempfile::tempdir().expect("tmp");
+    let (ok, out, err) = output(
+        pchat()
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--gatekeeper-port", "0", "--social-port", "0"])
+            .args(["--livekit-port", "0", "--livekit-udp-port", "0"])
+            .env("LIVEKIT_SERVER_BIN", "/nonexistent/livekit-server"),
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(out, "");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("/nonexistent/livekit-server"), "{err}");
+    assert!(err.contains("scripts/setup"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_named() {
+    let lk_bin = livekit_binary().expect("livekit-server (run scripts/setup)");
+    let data = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let udp_taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let udp_port = udp_taken.local_addr().expect("addr").port();
+    for (flag, port, what) in [
+        ("--gatekeeper-port", port, "gatekeeper"),
+        ("--social-port", port, "social service"),
+        ("--livekit-port", port, "LiveKit"),
+        ("--livekit-udp-port", udp_port, "LiveKit UDP"),
+    ] {
+        let mut cmd = pchat();
+        cmd.arg("up").arg("--data-dir").arg(data.path());
+        for other in [
+            "--gatekeeper-port",
+            "--social-port",
+            "--livekit-port",
+            "--livekit-udp-port",
+        ] {
+            let value = if other == flag { port } else { 0 };
+            cmd.args([other, &value.to_string()]);
+        }
+        let (ok, _, err) = output(cmd.env("LIVEKIT_SERVER_BIN", &lk_bin)).await;
+        assert!(!ok, "{flag}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("port {port} ({what}) is already in use")),
+            "{flag}: {err}"
+        );
+        assert!(err.contains(flag), "{err}");
+    }
+    drop((taken, udp_taken));
+}
