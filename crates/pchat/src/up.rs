@@ -59,6 +59,7 @@ impl Options {
     }
 
     /// Every port chosen free by the system (for a system that must not meet another).
+    #[allow(dead_code)] // for `pchat demo` and tests of the player commands
     pub fn any_free_ports(data_dir: PathBuf) -> Self {
         Options {
             gatekeeper_port: 0,
@@ -395,6 +396,7 @@ impl LocalSystem {
     }
 
     /// The livekit-server child's process id.
+    #[allow(dead_code)] // for `pchat demo` and tests of the player commands
     pub fn livekit_pid(&self) -> Option<u32> {
         self.livekit_pid
     }
@@ -411,7 +413,7 @@ impl LocalSystem {
     /// Stops both services (requests in progress get up to 10 s) and kills livekit-server,
     /// waiting for each (at most 15 s in all).
     pub async fn stop(mut self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.send_replace(true);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         for (name, mut task) in std::mem::take(&mut self.tasks) {
             match tokio::time::timeout_at(deadline, &mut task).await {
@@ -525,7 +527,7 @@ async fn watch_livekit(
             };
             let _ = failures.send(format!("livekit-server exited ({status})"));
         }
-        _ = shutdown.wait_for(|stop| *stop) => {
+        _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
             // SIGKILL: LiveKit keeps nothing here worth a graceful drain, and its drain waits
             // for participants to leave.
             if let Err(e) = child.kill().await {
@@ -666,13 +668,12 @@ pub async fn run(args: UpArgs, signal: impl Future<Output = ()>) -> Result<(), U
         None => default_data_dir()?,
     };
     let options = Options {
-        data_dir,
         livekit_server_bin: args.livekit_server_bin,
         gatekeeper_port: args.gatekeeper_port,
         social_port: args.social_port,
         livekit_port: args.livekit_port,
         livekit_udp_port: args.livekit_udp_port,
-        ready_timeout: READY_TIMEOUT,
+        ..Options::new(data_dir)
     };
     let mut system = LocalSystem::start(options).await?;
     print!("{}", banner(&system));
