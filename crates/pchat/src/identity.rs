@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn errors_never_show_the_key() {
-        let e = IdentityError::BadKey(KeySource::Env, parse_key(&KEY[..40]).err().expect("bad"));
+        let e = IdentityError::BadKey(KeySource::Env, parse_key(&KEY[..40]).expect_err("bad"));
         assert!(!e.to_string().contains(&KEY[2..12]), "{e}");
     }
 

@@ -72,8 +72,31 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// How a running `pchat up` is ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    /// `kill -TERM`/`-INT` to `pchat up`: exit 0, nothing left behind.
+    Signal(&'static str),
+    /// livekit-server dies (SIGKILL): `pchat up` says so, stops the rest and exits non-zero.
+    LiveKitDies,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_tokens_and_stops_everything_on_sigterm() {
+    up_then(End::Signal("-TERM")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_stops_everything_on_ctrl_c() {
+    up_then(End::Signal("-INT")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_stops_and_fails_when_livekit_server_dies() {
+    up_then(End::LiveKitDies).await;
+}
+
+async fn up_then(end: End) {
     let lk_bin = livekit_binary().expect("livekit-server (run scripts/setup)");
     let data = tempfile::tempdir().expect("tmp");
     let data_dir = data.path().join("nested/up");
@@ -92,9 +115,14 @@ async fn up_serves_tokens_and_stops_everything_on_sigterm() {
         .env("PCHAT_LIVEKIT_PORT", lk_port.to_string())
         .env("PCHAT_LIVEKIT_UDP_PORT", lk_udp.to_string())
         .env("LIVEKIT_SERVER_BIN", &lk_bin)
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("pchat up");
+    let mut stderr = up.stderr.take().expect("stderr");
+    let stderr_text = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
     let pid = up.id().expect("pid");
     let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
     let mut banner = String::new();
@@ -160,16 +188,34 @@ async fn up_serves_tokens_and_stops_everything_on_sigterm() {
     let livekit = children_named(pid, "livekit-server");
     assert_eq!(livekit.len(), 1, "one livekit-server child: {livekit:?}");
 
+    let (signal, target) = match end {
+        End::Signal(signal) => (signal, pid),
+        End::LiveKitDies => ("-KILL", livekit[0]),
+    };
     let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([signal, &target.to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(10), up.wait())
         .await
-        .expect("pchat up exits within 10 s of SIGTERM")
+        .unwrap_or_else(|_| panic!("pchat up exits within 10 s of {end:?}"))
         .expect("wait");
-    assert!(status.success(), "exit status {status}");
+    let stderr = tokio::time::timeout(Duration::from_secs(5), stderr_text)
+        .await
+        .expect("stderr closes")
+        .expect("stderr");
+    match end {
+        End::Signal(_) => assert!(status.success(), "exit status {status}; stderr:\n{stderr}"),
+        End::LiveKitDies => {
+            assert!(!status.success());
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(
+                last.starts_with("error: livekit-server exited"),
+                "stderr:\n{stderr}"
+            );
+        }
+    }
     let gone = Instant::now();
     while alive(livekit[0]) {
         assert!(
