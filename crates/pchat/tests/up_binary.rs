@@ -288,3 +288,33 @@ async fn a_port_in_use_is_named() {
     }
     drop((taken, udp_taken));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_data_dir_is_in_the_users_data_directory() {
+    let lk_bin = livekit_binary().expect("livekit-server (run scripts/setup)");
+    let home = tempfile::tempdir().expect("tmp");
+    // Stop at the first check after the directory is made: a gatekeeper port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let (ok, _, err) = output(
+        pchat()
+            .args(["up", "--gatekeeper-port", &port.to_string()])
+            .args([
+                "--social-port",
+                "0",
+                "--livekit-port",
+                "0",
+                "--livekit-udp-port",
+                "0",
+            ])
+            .env("HOME", home.path())
+            .env("LIVEKIT_SERVER_BIN", &lk_bin),
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("already in use"), "{err}");
+    let dir = home.path().join(".local/share/pchat/up");
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&dir).expect("the default data directory was made");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+}
