@@ -170,7 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => {
             up::init_tracing();
-            up::run(args, shutdown_signal()).await?
+            up::run(args).await?
         }
         Command::Identity(command) => identity::run(command)?,
         Command::Gatekeeper(config) => {

@@ -4,8 +4,9 @@
 //! and gatekeeper↔social token on every start, and waits until all three answer.
 //!
 //! In the data directory: `social.sqlite` (friendships, blocks, settings: kept between runs),
-//! `livekit.yaml` (this run's LiveKit configuration with its secret, mode 0600) and
-//! `livekit.log`. The directory is created with mode 0700.
+//! `livekit.yaml` (this run's LiveKit configuration with its secret, mode 0600),
+//! `livekit.log`, and `livekit.pid` while livekit-server runs (removed once it is stopped and
+//! reaped). The directory is created with mode 0700.
 //!
 //! Stopping ([`LocalSystem::stop`], or dropping the value) shuts both services down and kills
 //! `livekit-server` and waits for it. A `pchat up` killed with SIGKILL cannot do that and leaves
@@ -134,6 +135,13 @@ pub enum UpError {
     Gatekeeper(String),
     #[error("livekit-server exited before answering ({status}); see its log {log}")]
     LiveKitExited { status: String, log: PathBuf },
+    #[error("cannot listen for Ctrl-C and SIGTERM: {source}")]
+    Signals {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("start-up was cancelled")]
+    Cancelled,
     #[error("{0}; everything else was stopped too")]
     PartFailed(String),
     #[error("{what} did not answer within {secs} s{hint}")]
@@ -237,7 +245,17 @@ pub struct LocalSystem {
 impl LocalSystem {
     /// Starts livekit-server, the social service and the gatekeeper and waits until each
     /// answers. On any error, what was started is stopped again.
+    #[allow(dead_code)] // for `pchat demo` (`pchat up` uses `start_unless`)
     pub async fn start(options: Options) -> Result<LocalSystem, UpError> {
+        Self::start_unless(options, std::future::pending()).await
+    }
+
+    /// Like [`LocalSystem::start`], but when `cancel` resolves first, what was started is
+    /// stopped (livekit-server killed and reaped) and the answer is [`UpError::Cancelled`].
+    pub async fn start_unless(
+        options: Options,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<LocalSystem, UpError> {
         let bin = find_livekit_server(options.livekit_server_bin.as_deref())?;
         let dir = options.data_dir.clone();
         create_private_dir(&dir)?;
@@ -329,6 +347,7 @@ impl LocalSystem {
                 "livekit-server",
                 tokio::spawn(watch_livekit(
                     child,
+                    dir.join("livekit.pid"),
                     system.shutdown.subscribe(),
                     fail_tx.clone(),
                 )),
@@ -376,7 +395,11 @@ impl LocalSystem {
 
             system.wait_ready(options.ready_timeout, &log_path).await
         };
-        match started.await {
+        let outcome = tokio::select! {
+            outcome = started => outcome,
+            () = cancel => Err(UpError::Cancelled),
+        };
+        match outcome {
             Ok(()) => Ok(system),
             Err(e) => {
                 system.stop().await;
@@ -516,9 +539,15 @@ fn report_end(tx: &mpsc::UnboundedSender<String>, what: &str, result: std::io::R
 /// an exit of its own.
 async fn watch_livekit(
     mut child: tokio::process::Child,
+    pid_path: PathBuf,
     mut shutdown: watch::Receiver<bool>,
     failures: mpsc::UnboundedSender<String>,
 ) {
+    if let Some(pid) = child.id()
+        && let Err(e) = std::fs::write(&pid_path, format!("{pid}\n"))
+    {
+        tracing::warn!(error = %e, path = %pid_path.display(), "cannot write livekit-server's pid");
+    }
     tokio::select! {
         status = child.wait() => {
             let status = match status {
@@ -535,6 +564,8 @@ async fn watch_livekit(
             }
         }
     }
+    // Gone and reaped: the pid file no longer names it.
+    let _ = std::fs::remove_file(&pid_path);
 }
 
 async fn listen(
@@ -660,9 +691,35 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Ctrl-C or SIGTERM, listened for from the moment this returns (so a signal during start-up
+/// is not the default action, which would leave livekit-server running).
+fn stop_signals() -> Result<impl Future<Output = ()>, UpError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let register = |kind| signal(kind).map_err(|source| UpError::Signals { source });
+        let mut term = register(SignalKind::terminate())?;
+        let mut int = register(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
 /// `pchat up`: starts the system, prints where it is and how to chat, and stops it on Ctrl-C
-/// or SIGTERM (exit 0), or when a part fails (an error).
-pub async fn run(args: UpArgs, signal: impl Future<Output = ()>) -> Result<(), UpError> {
+/// or SIGTERM (exit 0, also during start-up), or when a part fails (an error).
+pub async fn run(args: UpArgs) -> Result<(), UpError> {
+    let signal = stop_signals()?;
+    tokio::pin!(signal);
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
@@ -675,12 +732,19 @@ pub async fn run(args: UpArgs, signal: impl Future<Output = ()>) -> Result<(), U
         livekit_udp_port: args.livekit_udp_port,
         ..Options::new(data_dir)
     };
-    let mut system = LocalSystem::start(options).await?;
+    let mut system = match LocalSystem::start_unless(options, &mut signal).await {
+        Ok(system) => system,
+        Err(UpError::Cancelled) => {
+            eprintln!("stopped during start-up");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     print!("{}", banner(&system));
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let failure = tokio::select! {
-        () = signal => None,
+        () = &mut signal => None,
         message = system.failed() => Some(message),
     };
     eprintln!("stopping…");

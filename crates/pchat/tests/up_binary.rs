@@ -318,3 +318,54 @@ async fn the_default_data_dir_is_in_the_users_data_directory() {
     let meta = std::fs::metadata(&dir).expect("the default data directory was made");
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_leaves_nothing_running() {
+    let lk_bin = livekit_binary().expect("livekit-server (run scripts/setup)");
+    let data = tempfile::tempdir().expect("tmp");
+    let data_dir = data.path().join("starting");
+    let mut up = pchat()
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--gatekeeper-port", "0", "--social-port", "0"])
+        .args(["--livekit-port", "0", "--livekit-udp-port", "0"])
+        .env("LIVEKIT_SERVER_BIN", &lk_bin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pchat up");
+    let pid = up.id().expect("pid");
+    // As soon as livekit-server is spawned (before it answers), its pid is in the data dir.
+    let started = Instant::now();
+    let lk_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(data_dir.join("livekit.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(started.elapsed() < LIMIT, "pchat up never started LiveKit");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), up.wait())
+        .await
+        .expect("pchat up exits within 10 s of SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+    // Killed and reaped (a zombie would still be in /proc).
+    let gone = Instant::now();
+    while alive(lk_pid) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(3),
+            "livekit-server {lk_pid} outlived pchat up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!data_dir.join("livekit.pid").exists());
+}
