@@ -140,6 +140,10 @@ pub enum UpError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "a livekit-server (pid {pid}) started by another `pchat up` with data directory {dir} is still running; stop that `pchat up`, or `kill {pid}` if it was killed"
+    )]
+    LiveKitStillRunning { pid: u32, dir: PathBuf },
     #[error("start-up was cancelled")]
     Cancelled,
     #[error("{0}; everything else was stopped too")]
@@ -259,6 +263,9 @@ impl LocalSystem {
         let bin = find_livekit_server(options.livekit_server_bin.as_deref())?;
         let dir = options.data_dir.clone();
         create_private_dir(&dir)?;
+        if let Some(pid) = livekit_left_running(&dir) {
+            return Err(UpError::LiveKitStillRunning { pid, dir });
+        }
         let db_path = dir.join("social.sqlite");
         let db_url = sqlite_url(&db_path)?;
 
@@ -616,6 +623,24 @@ fn bind_error(
     } else {
         UpError::Listen { port, what, source }
     }
+}
+
+/// The livekit-server named by `dir/livekit.pid` when it still runs with this directory's
+/// configuration (a `pchat up` still running, or one killed with SIGKILL). Linux only (/proc);
+/// elsewhere, or when the process is another one now, `None`.
+fn livekit_left_running(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join("livekit.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let config = dir.join("livekit.yaml");
+    let config = config.to_str()?;
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == config.as_bytes())
+        .then_some(pid)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), UpError> {

@@ -369,3 +369,69 @@ async fn sigterm_during_start_up_leaves_nothing_running() {
     }
     assert!(!data_dir.join("livekit.pid").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_livekit_server_left_running_in_the_data_dir_is_named() {
+    let lk_bin = livekit_binary().expect("livekit-server (run scripts/setup)");
+    let data = tempfile::tempdir().expect("tmp");
+    // Stands in for the livekit-server of a `pchat up` killed with SIGKILL: a process whose
+    // arguments name this directory's livekit.yaml, and its pid in livekit.pid.
+    let config = data.path().join("livekit.yaml");
+    let mut leftover = tokio::process::Command::new("sh")
+        .args(["-c", "sleep 30; exit 0", "livekit-server", "--config"])
+        .arg(&config)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sh");
+    let pid = leftover.id().expect("pid");
+    std::fs::write(data.path().join("livekit.pid"), format!("{pid}\n")).expect("pid file");
+    let (ok, _, err) = output(
+        pchat()
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--gatekeeper-port", "0", "--social-port", "0"])
+            .args(["--livekit-port", "0", "--livekit-udp-port", "0"])
+            .env("LIVEKIT_SERVER_BIN", &lk_bin),
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("kill {pid}")), "{err}");
+    let _ = leftover.kill().await;
+
+    // Once it is gone, a stale pid file is no obstacle.
+    let mut up = pchat()
+        .arg("up")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--gatekeeper-port", "0", "--social-port", "0"])
+        .args(["--livekit-port", "0", "--livekit-udp-port", "0"])
+        .env("LIVEKIT_SERVER_BIN", &lk_bin)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("pchat up");
+    let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
+    let started = Instant::now();
+    loop {
+        let left = LIMIT.saturating_sub(started.elapsed());
+        let line = tokio::time::timeout(left, lines.next_line())
+            .await
+            .expect("pchat up starts in time")
+            .expect("read")
+            .expect("pchat up ended early");
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    let up_pid = up.id().expect("pid");
+    std::process::Command::new("kill")
+        .args(["-TERM", &up_pid.to_string()])
+        .status()
+        .expect("kill");
+    let status = tokio::time::timeout(Duration::from_secs(10), up.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert!(status.success());
+}
