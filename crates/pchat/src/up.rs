@@ -242,7 +242,7 @@ pub struct LocalSystem {
     data_dir: PathBuf,
     shutdown: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
-    failures: mpsc::UnboundedReceiver<String>,
+    failures: mpsc::UnboundedReceiver<Failure>,
     livekit_pid: Option<u32>,
 }
 
@@ -434,10 +434,11 @@ impl LocalSystem {
     /// Resolves when a part stops by itself (livekit-server exits, a service's server fails),
     /// with what happened.
     pub async fn failed(&mut self) -> String {
-        self.failures
-            .recv()
-            .await
-            .unwrap_or_else(|| "every part of the local system has stopped".into())
+        match self.failures.recv().await {
+            Some(Failure::LiveKit(status)) => format!("livekit-server exited ({status})"),
+            Some(Failure::Service(message)) => message,
+            None => "every part of the local system has stopped".into(),
+        }
     }
 
     /// Stops both services (requests in progress get up to 10 s) and kills livekit-server,
@@ -495,17 +496,13 @@ impl LocalSystem {
         let deadline = tokio::time::Instant::now() + limit;
         for (what, url, hint) in checks {
             loop {
-                if let Ok(message) = self.failures.try_recv() {
-                    return Err(match what {
-                        "livekit-server" => UpError::LiveKitExited {
-                            status: message,
+                if let Ok(failure) = self.failures.try_recv() {
+                    return Err(match failure {
+                        Failure::LiveKit(status) => UpError::LiveKitExited {
+                            status,
                             log: log.to_owned(),
                         },
-                        _ => UpError::NotReady {
-                            what,
-                            secs: limit.as_secs(),
-                            hint: format!(": {message}"),
-                        },
+                        Failure::Service(message) => UpError::PartFailed(message),
                     });
                 }
                 if let Ok(resp) = client.get(&url).send().await
@@ -534,12 +531,20 @@ fn port_of(url: &str) -> &str {
         .trim_end_matches('/')
 }
 
-fn report_end(tx: &mpsc::UnboundedSender<String>, what: &str, result: std::io::Result<()>) {
+/// A part that stopped by itself.
+enum Failure {
+    /// livekit-server exited, with this status.
+    LiveKit(String),
+    /// A service's server ended: what happened.
+    Service(String),
+}
+
+fn report_end(tx: &mpsc::UnboundedSender<Failure>, what: &str, result: std::io::Result<()>) {
     let message = match result {
         Ok(()) => format!("{what} stopped"),
         Err(e) => format!("{what} failed: {e}"),
     };
-    let _ = tx.send(message);
+    let _ = tx.send(Failure::Service(message));
 }
 
 /// Owns the livekit-server child: kills it on shutdown (or when the system is dropped), reports
@@ -548,7 +553,7 @@ async fn watch_livekit(
     mut child: tokio::process::Child,
     pid_path: PathBuf,
     mut shutdown: watch::Receiver<bool>,
-    failures: mpsc::UnboundedSender<String>,
+    failures: mpsc::UnboundedSender<Failure>,
 ) {
     if let Some(pid) = child.id()
         && let Err(e) = std::fs::write(&pid_path, format!("{pid}\n"))
@@ -561,7 +566,7 @@ async fn watch_livekit(
                 Ok(s) => s.to_string(),
                 Err(e) => e.to_string(),
             };
-            let _ = failures.send(format!("livekit-server exited ({status})"));
+            let _ = failures.send(Failure::LiveKit(status));
         }
         _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
             // SIGKILL: LiveKit keeps nothing here worth a graceful drain, and its drain waits

@@ -435,3 +435,34 @@ async fn a_livekit_server_left_running_in_the_data_dir_is_named() {
         .expect("wait");
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_livekit_server_that_exits_at_once_is_reported_with_its_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().expect("tmp");
+    let fake = data.path().join("fake-livekit-server");
+    std::fs::write(&fake, "#!/bin/sh\necho 'cannot start: boom' >&2\nexit 3\n").expect("write");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data_dir = data.path().join("up");
+    let (ok, out, err) = output(
+        pchat()
+            .arg("up")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--gatekeeper-port", "0", "--social-port", "0"])
+            .args(["--livekit-port", "0", "--livekit-udp-port", "0"])
+            .env("LIVEKIT_SERVER_BIN", &fake),
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(out, "");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let log = data_dir.join("livekit.log");
+    assert!(
+        err.contains("livekit-server exited before answering (exit status: 3)")
+            && err.contains(&log.display().to_string()),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("cannot start: boom"), "{text}");
+}
