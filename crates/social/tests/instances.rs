@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use common::{Client, item};
 use livekit_testkit::RedisServer;
-use prost::Message;
 use social::{App, SocialConfig};
 use social_proto::v2;
 
