@@ -831,7 +831,11 @@ where
                     tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
                 ),
             ))
-            | None => return Err(RpcError::closed("the connection ended without a close frame")),
+            | None => {
+                return Err(RpcError::closed(
+                    "the connection ended without a close frame",
+                ));
+            }
             Some(Err(e)) => return Err(RpcError::Transport(Arc::new(e))),
         }
     }

@@ -310,7 +310,10 @@ async fn cached_reads_follow_changes_made_on_another_instance() {
 /// (address, status) of a connectivity update.
 fn connectivity(u: &v2::FriendConnectivityUpdate) -> (String, i32) {
     (
-        u.friend.as_ref().map(|f| f.address.clone()).unwrap_or_default(),
+        u.friend
+            .as_ref()
+            .map(|f| f.address.clone())
+            .unwrap_or_default(),
         u.status,
     )
 }
