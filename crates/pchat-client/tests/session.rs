@@ -424,6 +424,8 @@ async fn the_session_reconnects_and_reloads_a_change_made_while_away() {
         .await
         .expect("set");
     assert_eq!(a.view().privacy, Privacy::OnlyFriends);
+    // …and say so.
+    while !matches!(a.event().await, SessionEvent::ViewChanged) {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,69 +125,60 @@ impl FullView {
         }
     }
 
-    fn forget(&mut self, other: &str) {
-        self.friends.remove(other);
+    /// Ends every friendship and request with `other`; whether there was one.
+    fn forget(&mut self, other: &str) -> bool {
         self.online.remove(other);
-        self.pending_in.remove(other);
-        self.pending_out.remove(other);
+        let friend = self.friends.remove(other);
+        let inc = self.pending_in.remove(other).is_some();
+        let out = self.pending_out.remove(other).is_some();
+        friend | inc | out
     }
 
     /// Applies an update from the service; whether the view changed.
     pub fn apply(&mut self, update: &SocialUpdate) -> bool {
-        let before = self.clone();
         match update {
             SocialUpdate::RequestReceived {
                 from,
                 message,
                 created_at,
             } => {
-                let id = self
-                    .pending_in
-                    .get(from)
-                    .map(|r| r.id.clone())
-                    .unwrap_or_default();
-                self.pending_in.insert(
-                    from.clone(),
-                    FriendRequest {
-                        address: from.clone(),
-                        message: message.clone(),
-                        created_at: *created_at,
-                        id,
-                    },
-                );
+                let request = FriendRequest {
+                    address: from.clone(),
+                    message: message.clone(),
+                    created_at: *created_at,
+                    id: self
+                        .pending_in
+                        .get(from)
+                        .map(|r| r.id.clone())
+                        .unwrap_or_default(),
+                };
+                self.pending_in.insert(from.clone(), request.clone()) != Some(request)
             }
             SocialUpdate::Accepted { by } => {
-                self.pending_out.remove(by);
-                self.pending_in.remove(by);
-                self.friends.insert(by.clone());
+                let out = self.pending_out.remove(by).is_some();
+                let inc = self.pending_in.remove(by).is_some();
+                self.friends.insert(by.clone()) | out | inc
             }
-            SocialUpdate::Rejected { by } => {
-                self.pending_out.remove(by);
-            }
-            SocialUpdate::Cancelled { by } => {
-                self.pending_in.remove(by);
-            }
+            SocialUpdate::Rejected { by } => self.pending_out.remove(by).is_some(),
+            SocialUpdate::Cancelled { by } => self.pending_in.remove(by).is_some(),
             SocialUpdate::Deleted { by } => {
-                self.friends.remove(by);
                 self.online.remove(by);
+                self.friends.remove(by)
             }
             SocialUpdate::BlockedBy { address } => {
-                self.forget(address);
-                self.blocked_by.insert(address.clone());
+                let forgot = self.forget(address);
+                self.blocked_by.insert(address.clone()) | forgot
             }
             SocialUpdate::FriendshipBlocked { by } => self.forget(by),
-            SocialUpdate::UnblockedBy { address } => {
-                self.blocked_by.remove(address);
-            }
+            SocialUpdate::UnblockedBy { address } => self.blocked_by.remove(address),
             SocialUpdate::FriendConnectivity { address, status } => {
                 if status.is_online() && self.friends.contains(address) {
-                    self.online.insert(address.clone());
+                    self.online.insert(address.clone())
                 } else {
-                    self.online.remove(address);
+                    self.online.remove(address)
                 }
             }
         }
-        *self != before
     }
 }
 
@@ -204,8 +195,10 @@ pub enum SessionEvent {
     State(ConnectionState),
     /// The whole view was (re)loaded; `Connected` follows.
     ViewLoaded(FullView),
-    /// The view changed (after an update or one of my actions): the whole new view.
-    ViewChanged(FullView),
+    /// The view changed (after an update or one of my actions): read it with
+    /// [`SocialSession::view`]. (Not carried in the event, so that a full channel holds no
+    /// copies of a large view.)
+    ViewChanged,
     /// A change pushed by the service.
     Update(SocialUpdate),
     /// `dropped` events were dropped because the channel was full (see the module docs).
@@ -250,20 +243,11 @@ impl Shared {
     /// Changes the view (if known) with `f`; reports it when it changed.
     fn change(&self, f: impl FnOnce(&mut FullView) -> bool) {
         let changed = match self.view.lock() {
-            Ok(mut v) => match v.as_mut() {
-                Some(view) => {
-                    if f(view) {
-                        Some(view.clone())
-                    } else {
-                        None
-                    }
-                }
-                None => None,
-            },
-            Err(_) => None,
+            Ok(mut v) => v.as_mut().is_some_and(f),
+            Err(_) => false,
         };
-        if let Some(view) = changed {
-            self.events.emit(SessionEvent::ViewChanged(view));
+        if changed {
+            self.events.emit(SessionEvent::ViewChanged);
         }
     }
 }
@@ -418,9 +402,8 @@ impl SocialSession {
         self.client()?.block(address).await?;
         let address = address.to_ascii_lowercase();
         self.shared.change(|v| {
-            v.forget(&address);
-            v.blocked.insert(address);
-            true
+            let forgot = v.forget(&address);
+            v.blocked.insert(address) | forgot
         });
         Ok(())
     }
