@@ -139,7 +139,7 @@ impl Player {
         let mut loaded = None;
         loop {
             match self.event().await {
-                SessionEvent::ViewLoaded(v) => loaded = Some(v),
+                SessionEvent::ViewLoaded(v) => loaded = Some(*v),
                 SessionEvent::State(ConnectionState::Connected) => {
                     let v = loaded.expect("the view is loaded before Connected");
                     assert!(self.session.view().is_some());

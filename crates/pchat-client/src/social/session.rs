@@ -194,7 +194,7 @@ pub enum SessionEvent {
     /// The connection's state changed.
     State(ConnectionState),
     /// The whole view was (re)loaded; `Connected` follows.
-    ViewLoaded(FullView),
+    ViewLoaded(Box<FullView>),
     /// The view changed (after an update or one of my actions): read it with
     /// [`SocialSession::view`]. (Not carried in the event, so that a full channel holds no
     /// copies of a large view.)
@@ -511,7 +511,7 @@ async fn run(shared: Arc<Shared>, identity: authchain::Identity, config: Session
                 if let Ok(mut c) = shared.client.lock() {
                     *c = Some(client.clone());
                 }
-                shared.events.emit(SessionEvent::ViewLoaded(view));
+                shared.events.emit(SessionEvent::ViewLoaded(Box::new(view)));
                 shared.set_state(ConnectionState::Connected);
                 while let Some(update) = updates.recv().await {
                     shared.change(|v| v.apply(&update));
