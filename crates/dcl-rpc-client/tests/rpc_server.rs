@@ -213,3 +213,48 @@ async fn close_ends_the_connection_for_every_handle() {
     let e = m.call::<(), ()>("Ping", &()).await.expect_err("closed");
     assert!(matches!(e, RpcError::Closed { .. }), "{e:?}");
 }
+
+/// A server that answers the handshake and then goes silent (no pings, no close, as after a
+/// lost network): the connection is taken as dead after the idle timeout, and a waiting stream
+/// learns it.
+#[tokio::test]
+async fn a_silent_server_is_taken_as_dead_after_the_idle_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message as M;
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("ws");
+        let _auth = ws.next().await;
+        ws.send(M::Binary(
+            dcl_rpc_wire::Frame::server_ready().encode().into(),
+        ))
+        .await
+        .expect("ready");
+        // Read (so the client's frames are taken) but never answer.
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let config = ClientConfig {
+        idle_timeout: Some(Duration::from_millis(400)),
+        call_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    };
+    let client = RpcClient::connect(&url, "user:0xabc", config)
+        .await
+        .expect("connects");
+    let started = tokio::time::Instant::now();
+    let e = tokio::time::timeout(LIMIT, client.create_port("p"))
+        .await
+        .expect("ends in time")
+        .err()
+        .expect("no answer");
+    assert!(
+        matches!(e, RpcError::Timeout(d) if d == Duration::from_millis(400)),
+        "{e:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(client.closed().is_some());
+}
