@@ -7,8 +7,10 @@
 //!   streams are opened first so that no change made during the load is missed (applying an
 //!   update twice changes nothing).
 //! - The view is kept current from the streams (and from my own actions, which the service does
-//!   not report back to me). The connectivity stream starts with the friends online now, so
-//!   [`FullView::online`] fills in just after `Connected`.
+//!   not report back to me; actions made with the same wallet on another connection are seen
+//!   at the next reload). The connectivity stream starts with the friends online now, so
+//!   [`FullView::online`] fills in just after `Connected`; a friend made later shows as online
+//!   at their next connectivity change (the service announces changes only).
 //! - When the connection is lost, [`SocialSession::view`] is `None` (unknown: the caller must
 //!   fail closed) and the session reconnects after 1 s, 2 s, 4 s, … at most 30 s (each pause
 //!   drawn between half and all of that, so clients do not come back in step), reporting
@@ -266,7 +268,11 @@ impl Drop for SocialSession {
 
 impl SocialSession {
     /// Starts the session for `identity`'s wallet: returns at once, with the receiver of its
-    /// events (the first is `State(Connecting)`).
+    /// events (the first is `State(Connecting)`). Must be called within a Tokio runtime.
+    ///
+    /// Every (re)connection signs a fresh auth frame with `identity`; once its auth chain has
+    /// expired the service refuses it (close code 3003) and the session keeps reporting
+    /// `Reconnecting` with that error: start a new session with a new identity then.
     pub fn start(
         identity: authchain::Identity,
         config: SessionConfig,
