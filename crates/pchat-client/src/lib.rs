@@ -1,21 +1,23 @@
 //! The private-chat client SDK.
 //!
+//! Start with [`private_chat::PrivateChat`]: one object for one wallet that owns the room
+//! connection and the social connection and gives the application one stream of typed events
+//! (messages, reactions, drops with their reasons, recipient states pushed as they change,
+//! friendship and block updates, connection states), with sending and the social actions on the
+//! same object. Its parts, usable alone:
+//!
 //! - [`GatekeeperTokens`]: LiveKit credentials for the shared private-messages room, fetched from
 //!   the gatekeeper with a signed `GET /private-messages/token` (metadata
 //!   `{"signer":"dcl:explorer"}`), fresh for every (re)connection, as the reference client does.
-//! - [`ChatClient`]: joins the room as a data-only participant ([`livekit_participant`]) and
-//!   sends a message to one wallet (reliable, destination and topic = the recipient's address,
-//!   the reference's `rfc4.Packet` with protocol version 100).
-//! - [`Inbox`]: what arrives, passed through [`chat_core::Filter`] against the current
-//!   [`SocialView`] (privacy setting, friends, blocks), which the caller keeps up to date.
-//!   Bounded: packets wait for [`Inbox::next`] in the participant's queue (at most 4,096 events
-//!   and 8 MiB); when the reader falls that far behind, new packets are dropped and the next read
-//!   returns [`Received::Lagged`] with how many (see `livekit_participant`'s "Bounds").
+//! - [`social::SocialSession`]: the social service (dcl-rpc, through `dcl-rpc-client`) for one
+//!   wallet: the full view (settings, friends, requests, blocks both ways) kept current from the
+//!   update streams, every social action, reconnection with back-off.
+//! - [`ChatClient`] + [`Inbox`]: the lower-level room side (join, send to one wallet, incoming
+//!   packets judged by [`chat_core::Filter`] against a [`SocialView`] the caller keeps).
 //!
-//! - [`social::SocialClient`]: that social view from the social service (dcl-rpc), kept current
-//!   from its update streams.
-//!
-//! The rules live in `chat-core` (no I/O); this crate wires them to the network.
+//! The rules live in `chat-core` (no I/O); this crate wires them to the network. Errors are typed
+//! per part: [`AdapterError`], [`TokenError`], [`ClientError`], [`social::SocialError`],
+//! [`private_chat::ConnectFailed`] and [`private_chat::NotSent`].
 
 pub mod private_chat;
 pub mod social;

@@ -146,11 +146,7 @@ async fn bad_input_is_one_line_and_exit_2_before_connecting() {
             Some(BOB),
         ),
         (
-            vec![
-                "send",
-                "0x1111111111111111111111111111111111111111",
-                &long,
-            ],
+            vec!["send", "0x1111111111111111111111111111111111111111", &long],
             Some(BOB),
         ),
         (vec!["block", "not-an-address"], Some(BOB)),
@@ -242,9 +238,13 @@ async fn network_text_never_reaches_the_terminal_raw_and_floods_are_summarised()
     let ole = "46000.5";
     for (i, t) in nasty.iter().enumerate() {
         let text_hex: String = t.bytes().map(|b| format!("{b:02x}")).collect();
-        let hex = node::run("rfc4.mjs", &["encode-chat-hex", &text_hex, ole, "100"], LIMIT)
-            .await
-            .expect("codec");
+        let hex = node::run(
+            "rfc4.mjs",
+            &["encode-chat-hex", &text_hex, ole, "100"],
+            LIMIT,
+        )
+        .await
+        .expect("codec");
         let cmd = serde_json::json!({"cmd": "send", "id": i, "payloadHex": hex.trim(), "destinations": [bob], "topic": bob, "reliable": true});
         sdk.send_line(&cmd.to_string()).await.expect("stdin");
         // Past the receiver's rate limit (a burst of 3, then 1/s).
