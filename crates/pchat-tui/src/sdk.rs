@@ -1,0 +1,183 @@
+//! What the app needs of the SDK.
+//!
+//! The event types mirror `pchat_client::private_chat` (`ChatEvent`, `DropReason`,
+//! `SocialState`) until `PrivateChat` is on main; then this module re-exports them and the rest
+//! of the crate is unchanged. [`Backend`] is what the runner asks of a connected chat (the
+//! real `PrivateChat`, or a fake in tests), so the runner is testable without a network.
+
+use async_trait::async_trait;
+pub use chat_core::{ChatMessage, RecipientState};
+pub use livekit_participant::ConnectionState;
+use pchat_core::Privacy;
+
+/// Why a packet was not shown (only its name is displayed: drops are summarised, never listed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DropReason {
+    Filter(chat_core::Drop),
+    HeldTooMany,
+}
+
+impl DropReason {
+    /// A short, stable name for counting and display.
+    pub fn name(&self) -> &'static str {
+        use chat_core::Drop as D;
+        match self {
+            DropReason::HeldTooMany => "held-too-many",
+            DropReason::Filter(d) => match d {
+                D::EmptyTopic => "no-topic",
+                D::NotForMe => "not-for-me",
+                D::BadSender => "bad-sender",
+                D::OwnMessage => "own-message",
+                D::BlockedByMe => "blocked-by-me",
+                D::BlocksMe => "blocks-me",
+                D::NotAFriend => "not-a-friend",
+                D::RateLimited => "rate-limited",
+                D::Packet(_) => "bad-packet",
+            },
+        }
+    }
+}
+
+/// The state of the connection to the social service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocialState {
+    Connecting,
+    Connected,
+    Reconnecting { attempt: u32, error: String },
+}
+
+/// Something that happened (see `pchat_client::private_chat::ChatEvent`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    Message {
+        from: String,
+        message: ChatMessage,
+        id: String,
+    },
+    Dropped {
+        from: String,
+        reason: DropReason,
+        count: u64,
+    },
+    RecipientState {
+        address: String,
+        state: RecipientState,
+    },
+    ViewChanged,
+    FriendshipRequested {
+        from: String,
+        message: Option<String>,
+    },
+    FriendshipAccepted {
+        by: String,
+    },
+    FriendshipRejected {
+        by: String,
+    },
+    FriendshipCancelled {
+        by: String,
+    },
+    FriendshipDeleted {
+        by: String,
+    },
+    BlockedBy {
+        address: String,
+        blocked: bool,
+    },
+    FriendOnline {
+        address: String,
+    },
+    FriendOffline {
+        address: String,
+    },
+    RoomState(ConnectionState),
+    SocialState(SocialState),
+    FilterFailClosed(bool),
+    Lagged {
+        dropped: u64,
+    },
+}
+
+/// The part of the social view the app shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewSnapshot {
+    pub privacy: Privacy,
+    pub friends: Vec<String>,
+    /// Requests to me: (from, message).
+    pub pending_in: Vec<(String, Option<String>)>,
+    /// My requests: addresses.
+    pub pending_out: Vec<String>,
+    pub blocked: Vec<String>,
+    pub blocked_by: Vec<String>,
+    pub online: Vec<String>,
+}
+
+/// A failed SDK call, shown in the UI (its text goes through the sanitiser like any network
+/// string: a service's error can quote what a peer sent).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl BackendError {
+    pub fn msg(text: impl Into<String>) -> Self {
+        BackendError(text.into().into())
+    }
+}
+
+/// A message handed to the room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentInfo {
+    /// `"{me}:{OLE timestamp}"`.
+    pub id: String,
+}
+
+/// A social action (`/friend …`, `/block`, `/unblock`, `/privacy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocialAction {
+    Request { to: String, message: Option<String> },
+    Accept(String),
+    Reject(String),
+    Cancel(String),
+    Remove(String),
+    Block(String),
+    Unblock(String),
+    Privacy(Privacy),
+}
+
+impl SocialAction {
+    /// What was done, for the confirmation line.
+    pub fn describe(&self) -> String {
+        match self {
+            SocialAction::Request { to, .. } => format!("friend request sent to {to}"),
+            SocialAction::Accept(a) => format!("accepted {a}'s friend request"),
+            SocialAction::Reject(a) => format!("rejected {a}'s friend request"),
+            SocialAction::Cancel(a) => format!("cancelled the friend request to {a}"),
+            SocialAction::Remove(a) => format!("{a} is no longer a friend"),
+            SocialAction::Block(a) => format!("blocked {a}"),
+            SocialAction::Unblock(a) => format!("unblocked {a}"),
+            SocialAction::Privacy(p) => format!("private messages from: {}", privacy_label(*p)),
+        }
+    }
+}
+
+pub fn privacy_label(p: Privacy) -> &'static str {
+    match p {
+        Privacy::All => "all",
+        Privacy::OnlyFriends => "only-friends",
+    }
+}
+
+/// What the runner asks of a connected chat.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// My address (lower case).
+    fn address(&self) -> String;
+    async fn open_conversation(&self, peer: &str) -> Result<RecipientState, BackendError>;
+    fn close_conversation(&self, peer: &str);
+    async fn send(&self, to: &str, text: &str) -> Result<SentInfo, BackendError>;
+    /// The social view, `None` while it is not loaded.
+    fn view(&self) -> Option<ViewSnapshot>;
+    async fn social(&self, action: &SocialAction) -> Result<(), BackendError>;
+    /// A reaction (`emoji` as typed) on the message `message_id` of the conversation with `to`.
+    async fn react(&self, to: &str, message_id: &str, emoji: &str) -> Result<(), BackendError>;
+}
