@@ -18,6 +18,10 @@ use crate::command::HELP;
 use crate::display::one_line;
 use crate::sdk::RecipientState;
 
+/// Narrowest text column beside a message's prefix; narrower panes put the text under it.
+const MIN_TEXT_COLS: usize = 12;
+/// Indent of a message's text under its prefix in a narrow pane.
+const NARROW_INDENT: usize = 2;
 /// Width of the conversation list.
 const LEFT_WIDTH: u16 = 36;
 
@@ -32,7 +36,7 @@ fn width(text: &str) -> usize {
 
 /// Splits safe `text` into pieces of at most `cols` columns (a wide character is never split).
 fn wrap(text: &str, cols: usize) -> Vec<String> {
-    let cols = cols.max(2);
+    let cols = cols.max(2); // a wide character always fits
     let mut out = vec![String::new()];
     let mut used = 0;
     for c in text.chars() {
@@ -221,17 +225,28 @@ fn message_lines(app: &App, c: &Conversation, cols: usize) -> Vec<TextLine<'stat
                 Style::default().fg(Color::Red),
             ),
         };
-        let pieces = wrap(&text, cols.saturating_sub(prefix_w).max(8));
+        let header = vec![
+            Span::styled(time.clone(), Style::default().fg(Color::DarkGray)),
+            Span::styled(who.clone(), who_style),
+            Span::raw(": "),
+        ];
+        // The text beside the prefix, or (in a narrow pane) under it; either way every
+        // continuation line starts indented, never where a sender's prefix starts.
+        let beside = cols >= prefix_w + MIN_TEXT_COLS;
+        let indent = if beside { prefix_w } else { NARROW_INDENT };
+        let mut pieces = wrap(&text, cols.saturating_sub(indent).max(1));
+        if !beside {
+            out.push(TextLine::from(header.clone()));
+        }
+        if pieces.is_empty() {
+            pieces.push(String::new());
+        }
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
-            let mut spans = if i == 0 {
-                vec![
-                    Span::styled(time.clone(), Style::default().fg(Color::DarkGray)),
-                    Span::styled(who.clone(), who_style),
-                    Span::raw(": "),
-                ]
+            let mut spans = if i == 0 && beside {
+                header.clone()
             } else {
-                vec![Span::raw(" ".repeat(prefix_w))]
+                vec![Span::raw(" ".repeat(indent))]
             };
             spans.push(Span::raw(piece));
             if i == last && !mark.is_empty() {

@@ -10,6 +10,7 @@ use pchat_tui::display::is_unsafe;
 use pchat_tui::sdk::{ChatEvent, DropReason, SentInfo, SocialAction, SocialState, ViewSnapshot};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use unicode_width::UnicodeWidthStr;
 
 const ME: &str = "0x1111111111111111111111111111111111111111";
 const BOB: &str = "0x2222222222222222222222222222222222222222";
@@ -33,9 +34,21 @@ fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
     let buf = terminal.backend().buffer().clone();
     (0..h)
         .map(|y| {
-            (0..w)
-                .filter_map(|x| buf.cell((x, y)).map(|c| c.symbol().to_owned()))
-                .collect::<String>()
+            let mut row = String::new();
+            let mut skip = 0;
+            for x in 0..w {
+                let Some(cell) = buf.cell((x, y)) else {
+                    continue;
+                };
+                if skip > 0 {
+                    skip -= 1; // the cell under the right half of a wide character
+                    continue;
+                }
+                let symbol = cell.symbol();
+                skip = UnicodeWidthStr::width(symbol).saturating_sub(1);
+                row.push_str(symbol);
+            }
+            row
         })
         .collect()
 }
@@ -527,7 +540,9 @@ fn network_text_never_reaches_the_terminal_as_control() {
         assert!(s.contains("\\u{202e}txt.exe"), "{s}");
         assert!(s.contains("nul␀byte"), "{s}");
         assert!(s.contains("del␡"), "{s}");
-        assert!(s.contains("refused: ␛]0;pwned␇␍␊"), "{s}");
+        if w >= 120 {
+            assert!(s.contains("refused: ␛]0;pwned␇␍␊"), "{s}");
+        }
     }
 
     // One message is one entry: a line in Bob's pane starting with a time and a sender exists
@@ -546,13 +561,23 @@ fn network_text_never_reaches_the_terminal_as_control() {
         starts.iter().all(|r| r.starts_with("12:00 0x22222222…2222: ")),
         "every line is from Bob's identity: {starts:#?}"
     );
-    // Narrow: wrapped continuation lines are indented under the text, never at the edge.
-    let rows = screen(&app, 60, 60);
-    for r in rows.iter().filter_map(|r| r.split('│').nth(3)) {
-        assert!(
-            r.starts_with("12:00 0x22222222…2222: ") || r.starts_with(&" ".repeat(23)) || r.trim().is_empty(),
-            "{r:?}"
-        );
+    // Wrapped continuation lines are indented, never at the edge where a sender's prefix starts
+    // (wide pane: under the text; narrow pane: the text goes under the prefix).
+    for (w, indent) in [(90, 23), (60, 2)] {
+        let rows = screen(&app, w, 80);
+        let pane: Vec<&str> = rows.iter().filter_map(|r| r.split('│').nth(3)).collect();
+        let mut prefixes = 0;
+        for r in &pane {
+            if r.starts_with("12:00 0x22222222…2222:") {
+                prefixes += 1;
+            } else {
+                assert!(
+                    r.starts_with(&" ".repeat(indent)) || r.trim().is_empty(),
+                    "width {w}: {r:?}"
+                );
+            }
+        }
+        assert_eq!(prefixes, NASTY.len(), "width {w}: {pane:#?}");
     }
 
     // The hostile identity's conversation, opened: its address is shown inert.
