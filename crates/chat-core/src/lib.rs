@@ -1,21 +1,35 @@
 //! The private-chat client's rules, without I/O (the "core" layer of the client SDK).
 //!
 //! - [`packet`]: a private message on the wire: Decentraland's comms packet (`rfc4.Packet`)
-//!   carrying a `Chat`, with protocol version 100, as the reference client sends it.
+//!   carrying a `Chat`, with protocol version 100, as the reference client sends it; and a
+//!   reaction (`ChatReaction`) in the same packet.
+//! - [`reaction`]: reactions as the reference client builds them: message ids, the removal
+//!   encoding, and the bounded memory that drops repeats.
 //! - [`ole`]: the `Chat.timestamp` format, an OLE Automation date.
 //! - [`filter`]: which received packets are shown, by topic, sender, blocks, the receiver's
-//!   privacy setting and friendships (ADR-208 "Message Filtering"), with an optional per-sender
-//!   rate limit.
+//!   privacy setting and friendships (ADR-208 "Message Filtering"), with a per-sender rate
+//!   limit that is on by default.
+//! - [`outgoing`]: what may be sent: the recipient's address first, then the length limit
+//!   (155 UTF-16 units by default, as the reference client's input box).
 //! - [`recipient`]: whether a message can be sent to someone right now, and why not.
+//! - [`display`]: text from the network made safe to print on one terminal line.
+//! - [`drops`]: dropped packets counted and summarised at most once per interval.
 //!
 //! Everything here is plain data in, decision out; the SDK supplies the social state and the
 //! LiveKit room.
 
+pub mod display;
+pub mod drops;
 pub mod filter;
 pub mod ole;
+pub mod outgoing;
 pub mod packet;
+pub mod reaction;
 pub mod recipient;
 
-pub use filter::{Drop, Filter, Incoming, RateLimit, SocialView};
-pub use packet::{ChatMessage, PROTOCOL_VERSION, PacketError};
+pub use drops::{DropCounter, DropKind, DropSummary};
+pub use filter::{Accepted, Drop, Filter, Incoming, RateLimit, SocialView};
+pub use outgoing::{Outgoing, SendError, SendRules};
+pub use packet::{ChatMessage, PROTOCOL_VERSION, PacketError, Payload};
+pub use reaction::{Reaction, ReactionError, message_id};
 pub use recipient::{RecipientState, recipient_state};

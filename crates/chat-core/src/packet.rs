@@ -1,11 +1,15 @@
-//! A private message on the wire.
+//! A private message, and a reaction to one, on the wire.
 //!
 //! The reference client sends `decentraland.kernel.comms.rfc4.Packet { chat = 5: Chat { message
 //! = 1, timestamp = 2 (double, an OLE date), forwarded_from = 3 (optional, left empty) },
 //! protocol_version = 11 }` with protocol version 100, reliably, with the LiveKit topic and the
 //! destination identity set to the recipient's address; it drops packets of any other protocol
-//! version. The types below are our own declaration of that subset of the protocol (the other
-//! `Packet` variants are unknown fields here, so such a packet decodes with no message).
+//! version. A reaction to a message is the same `Packet` carrying `chat_reaction = 15:
+//! ChatReaction { emoji_index = 1 (int32), message_id = 2 (string), address = 3 (string) }`,
+//! also version 100, also reliable, also with topic and destination = the recipient (see
+//! [`crate::reaction`] for what the fields hold). The types below are our own declaration of
+//! that subset of the protocol (`@dcl/protocol`'s `rfc4/comms.proto`; the other `Packet`
+//! variants are unknown fields here, so such a packet decodes with no message).
 
 use std::time::SystemTime;
 
@@ -15,14 +19,24 @@ use crate::ole;
 
 /// The protocol version of private messages.
 pub const PROTOCOL_VERSION: u32 = 100;
-/// Longest message text we send or accept (LiveKit keeps a reliable data packet under 15 KiB;
-/// the reference has no protocol limit, its input box limits the length).
-pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+/// Largest payload of one reliable data packet: `livekit-participant` refuses to send more
+/// (`livekit_participant::packet::MAX_RELIABLE_PAYLOAD`, LiveKit's documented 15 KiB of user
+/// data). The topic and the destination identities travel beside the payload in LiveKit's
+/// `DataPacket` and are limited separately (256 bytes, 256 identities), so they do not count.
+pub const MAX_PACKET_PAYLOAD: usize = 15 * 1024;
+/// Bytes a chat packet adds around its text of 128 bytes or more (fewer for shorter text): the `Packet`
+/// tag and 2-byte length (3), the `Chat` tag and 2-byte length of the text (3), the timestamp
+/// (tag + 8-byte double: 9) and the protocol version (tag + 1-byte varint: 2).
+pub const CHAT_FRAMING_BYTES: usize = 17;
+/// Longest message text (UTF-8 bytes) we send or accept: the most that fits one packet
+/// ([`MAX_PACKET_PAYLOAD`] - [`CHAT_FRAMING_BYTES`] = 15,343). The reference has no protocol
+/// limit; its input box limits the length (see [`crate::outgoing`]).
+pub const MAX_TEXT_BYTES: usize = MAX_PACKET_PAYLOAD - CHAT_FRAMING_BYTES;
 
-/// `rfc4.Packet`, with only the `chat` variant of its `message`.
+/// `rfc4.Packet`, with only the `chat` and `chat_reaction` variants of its `message`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Packet {
-    #[prost(oneof = "PacketMessage", tags = "5")]
+    #[prost(oneof = "PacketMessage", tags = "5, 15")]
     pub message: Option<PacketMessage>,
     #[prost(uint32, tag = "11")]
     pub protocol_version: u32,
@@ -33,6 +47,22 @@ pub struct Packet {
 pub enum PacketMessage {
     #[prost(message, tag = "5")]
     Chat(Chat),
+    #[prost(message, tag = "15")]
+    ChatReaction(ChatReaction),
+}
+
+/// `rfc4.ChatReaction`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChatReaction {
+    /// The emoji's index, or its bitwise complement (`!index`, negative) for a removal.
+    #[prost(int32, tag = "1")]
+    pub emoji_index: i32,
+    /// The message reacted to: `"{its sender}:{its timestamp}"` (see [`crate::reaction`]).
+    #[prost(string, tag = "2")]
+    pub message_id: String,
+    /// The reacting user's address, as the sender claims it.
+    #[prost(string, tag = "3")]
+    pub address: String,
 }
 
 /// `rfc4.Chat`.
@@ -47,7 +77,7 @@ pub struct Chat {
 }
 
 /// Why a payload is not a private message we accept.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
     #[error("not a comms packet: {0}")]
     Undecodable(String),
@@ -59,6 +89,17 @@ pub enum PacketError {
     Empty,
     #[error("message of {0} bytes is over the {MAX_TEXT_BYTES}-byte limit")]
     TooLong(usize),
+    #[error("neither a chat message nor a chat reaction")]
+    Unsupported,
+    #[error("bad reaction: {0}")]
+    BadReaction(#[from] crate::reaction::ReactionError),
+}
+
+/// What a received payload holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Message(ChatMessage),
+    Reaction(crate::reaction::Reaction),
 }
 
 /// A decoded private message.
@@ -97,13 +138,53 @@ pub fn encode(text: &str, now: SystemTime) -> Result<Vec<u8>, PacketError> {
 
 /// The private message in a received payload.
 pub fn decode(payload: &[u8]) -> Result<ChatMessage, PacketError> {
+    match decode_packet(payload)? {
+        Some(PacketMessage::Chat(chat)) => chat_message(chat),
+        Some(PacketMessage::ChatReaction(_)) | None => Err(PacketError::NotChat),
+    }
+}
+
+/// The payload for a reaction, as the reference client encodes it (see [`crate::reaction`]).
+pub fn encode_reaction(reaction: &crate::reaction::Reaction) -> Result<Vec<u8>, PacketError> {
+    reaction.validate()?;
+    Ok(Packet {
+        message: Some(PacketMessage::ChatReaction(reaction.to_wire())),
+        protocol_version: PROTOCOL_VERSION,
+    }
+    .encode_to_vec())
+}
+
+/// The reaction in a received payload.
+pub fn decode_reaction(payload: &[u8]) -> Result<crate::reaction::Reaction, PacketError> {
+    match decode_packet(payload)? {
+        Some(PacketMessage::ChatReaction(r)) => Ok(crate::reaction::Reaction::from_wire(r)?),
+        Some(PacketMessage::Chat(_)) | None => Err(PacketError::Unsupported),
+    }
+}
+
+/// A received payload: a private message or a reaction, each checked as [`decode`] and
+/// [`decode_reaction`] check it.
+pub fn decode_payload(payload: &[u8]) -> Result<Payload, PacketError> {
+    match decode_packet(payload)? {
+        Some(PacketMessage::Chat(chat)) => chat_message(chat).map(Payload::Message),
+        Some(PacketMessage::ChatReaction(r)) => {
+            Ok(Payload::Reaction(crate::reaction::Reaction::from_wire(r)?))
+        }
+        None => Err(PacketError::Unsupported),
+    }
+}
+
+/// The variant of a version-100 packet (`None`: another kind, e.g. a position, whose variant is
+/// an unknown field here).
+fn decode_packet(payload: &[u8]) -> Result<Option<PacketMessage>, PacketError> {
     let packet = Packet::decode(payload).map_err(|e| PacketError::Undecodable(e.to_string()))?;
     if packet.protocol_version != PROTOCOL_VERSION {
         return Err(PacketError::WrongVersion(packet.protocol_version));
     }
-    let Some(PacketMessage::Chat(chat)) = packet.message else {
-        return Err(PacketError::NotChat);
-    };
+    Ok(packet.message)
+}
+
+fn chat_message(chat: Chat) -> Result<ChatMessage, PacketError> {
     check_text(&chat.message)?;
     Ok(ChatMessage {
         sent_at: ole::from_ole(chat.timestamp),

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 pub mod node;
+pub mod postgres;
+
+pub use postgres::FreshPostgres;
 
 /// Errors from the harness.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,8 @@ pub enum HarnessError {
     Exited(String, String),
     #[error("node: {0}")]
     Node(String),
+    #[error("test setup: {0}")]
+    Setup(String),
 }
 
 /// The workspace root: two levels above the crate being tested. Cargo gives that crate's

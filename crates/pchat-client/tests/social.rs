@@ -352,7 +352,13 @@ async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
         .refresh_view(&view)
         .await
         .expect_err("no refresh without a database");
-    assert!(matches!(err, SocialError::Remote(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            SocialError::Refused { .. } | SocialError::Rpc(pchat_client::social::RpcError::Remote { .. })
+        ),
+        "{err:?}"
+    );
     assert!(
         matches!(client.view_status(), ViewStatus::Stale { .. }),
         "{:?}",

@@ -225,13 +225,9 @@ pub fn default_path(address: &str) -> Result<PathBuf> {
     Ok(data.join("pchat").join(address).join("history.sqlite"))
 }
 
-/// A message id as the reference client forms it: `"{sender}:{OLE timestamp}"`, the sender's
-/// address lower-cased and the timestamp printed with Rust's float formatting (the shortest text
-/// that reads back to the same number, with a `.` whatever the locale — the reference formats it
-/// with the invariant culture).
-pub fn message_id(sender: &str, ole_timestamp: f64) -> String {
-    format!("{}:{ole_timestamp}", sender.to_ascii_lowercase())
-}
+/// A message id as the reference client forms it (see [`chat_core::reaction::message_id`]:
+/// the lower-case sender and the OLE timestamp as .NET prints it, independent of the locale).
+pub use chat_core::reaction::message_id;
 
 /// Milliseconds since the Unix epoch of a time (times before the epoch give
 /// [`Error::BadTimestamp`]).

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Client;
+use common::{Client, item};
 use livekit_testkit::RedisServer;
 use prost::Message;
 use social::{App, SocialConfig};
@@ -76,7 +76,9 @@ async fn updates_cross_instances_through_redis() {
     let xw = authchain::Wallet::random();
     let yw = authchain::Wallet::random();
     let mut x_on_b = Client::connect(&b, &xw).await;
-    let stream = x_on_b.subscribe("SubscribeToFriendshipUpdates").await;
+    let mut stream = x_on_b
+        .subscribe::<v2::FriendshipUpdate>("SubscribeToFriendshipUpdates")
+        .await;
     let mut y_on_a = Client::connect(&a, &yw).await;
 
     let request = v2::UpsertFriendshipPayload {
@@ -101,13 +103,9 @@ async fn updates_cross_instances_through_redis() {
         "{resp:?}"
     );
 
-    let item = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        x_on_b.next_item(stream, 0),
-    )
-    .await
-    .expect("update in time");
-    let update = v2::FriendshipUpdate::decode(item.as_slice()).expect("decodes");
+    let update = tokio::time::timeout(std::time::Duration::from_secs(10), item(&mut stream))
+        .await
+        .expect("update in time");
     match update.update {
         Some(v2::friendship_update::Update::Request(r)) => {
             assert_eq!(r.friend.map(|f| f.address), Some(y_on_a.address.clone()));
@@ -311,9 +309,11 @@ async fn cached_reads_follow_changes_made_on_another_instance() {
 }
 
 /// (address, status) of a connectivity update.
-fn connectivity(item: &[u8]) -> (String, i32) {
-    let u = v2::FriendConnectivityUpdate::decode(item).expect("decodes");
-    (u.friend.map(|f| f.address).unwrap_or_default(), u.status)
+fn connectivity(u: &v2::FriendConnectivityUpdate) -> (String, i32) {
+    (
+        u.friend.as_ref().map(|f| f.address.clone()).unwrap_or_default(),
+        u.status,
+    )
 }
 
 /// Online means "holds a connection to any instance": X connected to A and B stays online to
@@ -336,19 +336,20 @@ async fn presence_counts_connections_on_every_instance() {
     let mut y_a = Client::connect(&a, &yw).await;
     let x = x_a.address.clone();
     befriend(&mut x_a, &mut y_a).await;
-    let stream = y_a.subscribe("SubscribeToFriendConnectivityUpdates").await;
-    // The subscription starts with the friends online now.
-    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 0))
+    let mut stream = y_a
+        .subscribe::<v2::FriendConnectivityUpdate>("SubscribeToFriendConnectivityUpdates")
+        .await;
+    // The subscription starts with the friends online now (taking it acknowledges it).
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), item(&mut stream))
         .await
         .expect("snapshot in time");
-    assert_eq!(connectivity(&item), (x.clone(), online));
-    y_a.ack(stream, 1).await;
+    assert_eq!(connectivity(&snapshot), (x.clone(), online));
 
     // A second connection on B, then closing it: X never stopped being online.
     let x_b = Client::connect(&b, &xw).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(x_b);
-    let quiet = tokio::time::timeout(Duration::from_millis(1500), y_a.item()).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), item(&mut stream)).await;
     assert!(
         quiet.is_err(),
         "no connectivity change expected, got {:?}",
@@ -357,27 +358,29 @@ async fn presence_counts_connections_on_every_instance() {
 
     // The last connection closes: offline.
     drop(x_a);
-    let item = tokio::time::timeout(Duration::from_secs(10), y_a.item())
+    let update = tokio::time::timeout(Duration::from_secs(10), item(&mut stream))
         .await
         .expect("offline in time");
-    assert_eq!(connectivity(&item), (x.clone(), offline));
+    assert_eq!(connectivity(&update), (x.clone(), offline));
 
     // Back through instance B: online, delivered to Y on A over Redis.
     let _x_b = Client::connect(&b, &xw).await;
-    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 2))
+    let update = tokio::time::timeout(Duration::from_secs(10), item(&mut stream))
         .await
         .expect("online in time");
-    assert_eq!(connectivity(&item), (x.clone(), online));
+    assert_eq!(connectivity(&update), (x.clone(), online));
 
     // A new subscription starts with who is online now: X, connected only to B.
     let mut y_a2 = Client::connect(&a, &yw).await;
-    let stream2 = y_a2.subscribe("SubscribeToFriendConnectivityUpdates").await;
-    let item = tokio::time::timeout(Duration::from_secs(10), y_a2.next_item(stream2, 0))
+    let mut stream2 = y_a2
+        .subscribe::<v2::FriendConnectivityUpdate>("SubscribeToFriendConnectivityUpdates")
+        .await;
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), item(&mut stream2))
         .await
         .expect("snapshot in time");
-    assert_eq!(connectivity(&item), (x, online));
+    assert_eq!(connectivity(&snapshot), (x, online));
 
-    drop((y_a, y_a2));
+    drop((stream, stream2, y_a, y_a2));
 }
 
 /// An instance on its own runtime and thread; sending on the returned channel kills it as a
@@ -422,19 +425,21 @@ async fn users_of_a_dead_instance_go_offline() {
     let mut y_a = Client::connect(&a, &authchain::Wallet::random()).await;
     let x = x_b.address.clone();
     befriend(&mut x_b, &mut y_a).await;
-    let stream = y_a.subscribe("SubscribeToFriendConnectivityUpdates").await;
-    let item = tokio::time::timeout(Duration::from_secs(10), y_a.next_item(stream, 0))
+    let mut stream = y_a
+        .subscribe::<v2::FriendConnectivityUpdate>("SubscribeToFriendConnectivityUpdates")
+        .await;
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), item(&mut stream))
         .await
         .expect("snapshot in time");
     let online = v2::ConnectivityStatus::Online as i32;
     let offline = v2::ConnectivityStatus::Offline as i32;
-    assert_eq!(connectivity(&item), (x.clone(), online));
+    assert_eq!(connectivity(&snapshot), (x.clone(), online));
 
     let _ = kill_b.send(());
-    let item = tokio::time::timeout(Duration::from_secs(20), y_a.next_item(stream, 1))
+    let update = tokio::time::timeout(Duration::from_secs(20), item(&mut stream))
         .await
         .expect("offline once B's liveness expired");
-    assert_eq!(connectivity(&item), (x, offline));
+    assert_eq!(connectivity(&update), (x, offline));
 
-    drop((x_b, y_a));
+    drop((stream, x_b, y_a));
 }

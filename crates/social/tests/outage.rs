@@ -364,7 +364,7 @@ async fn read_all(c: &mut Client, http: &str, s: &Seeded) -> Vec<(&'static str, 
     out.push((
         "SubscribeToFriendConnectivityUpdates",
         match c
-            .try_subscribe("SubscribeToFriendConnectivityUpdates")
+            .try_subscribe::<v2::FriendConnectivityUpdate>("SubscribeToFriendConnectivityUpdates")
             .await
         {
             Ok(_) => Right,

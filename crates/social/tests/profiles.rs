@@ -17,7 +17,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::Client;
+use common::{Client, item};
 use prost::Message;
 use social::{App, SocialConfig};
 use social_proto::v2;
@@ -127,20 +127,19 @@ async fn names_and_pictures_come_from_the_lambdas() {
     }
     let mut x = Client::connect(&url, &xw).await;
     let mut y = Client::connect(&url, &yw).await;
-    let updates = y.subscribe("SubscribeToFriendshipUpdates").await;
+    let mut updates = y
+        .subscribe::<v2::FriendshipUpdate>("SubscribeToFriendshipUpdates")
+        .await;
 
     // X asks Y: the update Y receives names X.
     let _: v2::UpsertFriendshipResponse = x
         .call("UpsertFriendship", &upsert(request, &y.address))
         .await
         .expect("call");
-    let item = tokio::time::timeout(Duration::from_secs(10), y.next_item(updates, 0))
+    let update = tokio::time::timeout(Duration::from_secs(10), item(&mut updates))
         .await
         .expect("update in time");
-    match v2::FriendshipUpdate::decode(item.as_slice())
-        .expect("decodes")
-        .update
-    {
+    match update.update {
         Some(v2::friendship_update::Update::Request(r)) => {
             let friend = r.friend.expect("friend");
             assert_eq!(friend.name, "xavier");

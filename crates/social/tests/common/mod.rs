@@ -1,12 +1,11 @@
-//! A minimal Rust dcl-rpc client for tests (the official client is exercised from Node in
-//! `interop.rs`): auth frame, port, module, unary calls by procedure name.
+//! Test clients of the social service: [`Client`] on the workspace's dcl-rpc client
+//! (`dcl-rpc-client`; the official client is exercised from Node in `interop.rs`), and raw
+//! WebSocket access ([`Ws`], [`auth_frame`]) for tests that send bad frames on purpose.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use dcl_rpc_wire::{CreatePort, Frame, MessageType, Request, RequestModule, identifier};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
 pub type Ws =
@@ -27,80 +26,35 @@ fn chrono_like_expiration() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() + chrono::Duration::minutes(10)
 }
 
+/// A test user's connection: the workspace's dcl-rpc client (`dcl-rpc-client`), with the
+/// social module loaded. Failures other than a remote error panic (this is a test helper).
 pub struct Client {
-    pub ws: Ws,
+    pub rpc: dcl_rpc_client::RpcClient,
+    pub module: dcl_rpc_client::Module,
     pub address: String,
-    procedures: HashMap<String, u32>,
-    next: u32,
 }
+
+/// A server stream of `T` items (acknowledged one at a time as they are taken).
+pub type Stream<T> = dcl_rpc_client::ServerStream<T>;
 
 impl Client {
     pub async fn connect(url: &str, owner: &authchain::Wallet) -> Client {
-        // A small read buffer: tungstenite zero-fills it before every read.
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(8 * 1024);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        let id = authchain::Identity::new(owner, chrono_like_expiration());
+        let rpc = dcl_rpc_client::RpcClient::connect_as(
+            url,
+            &id,
+            dcl_rpc_client::ClientConfig::default(),
+        )
+        .await
+        .expect("connect");
+        let module = rpc
+            .module("social_service", "SocialService")
             .await
-            .expect("connect");
-        ws.send(Message::Text(auth_frame(owner).into()))
-            .await
-            .expect("auth");
-        let mut c = Client {
-            ws,
+            .expect("module");
+        Client {
+            rpc,
+            module,
             address: owner.address().to_lower_hex(),
-            procedures: HashMap::new(),
-            next: 100,
-        };
-        assert!(matches!(c.frame().await, Frame::ServerReady { .. }));
-        let n = c.number();
-        c.send(Frame::CreatePort(CreatePort {
-            message_identifier: identifier(MessageType::CreatePort, n),
-            port_name: "social_service".into(),
-        }))
-        .await;
-        assert!(matches!(c.frame().await, Frame::CreatePortResponse(_)));
-        let n = c.number();
-        c.send(Frame::RequestModule(RequestModule {
-            message_identifier: identifier(MessageType::RequestModule, n),
-            port_id: 1,
-            module_name: "SocialService".into(),
-        }))
-        .await;
-        match c.frame().await {
-            Frame::RequestModuleResponse(r) => {
-                c.procedures = r
-                    .procedures
-                    .into_iter()
-                    .map(|p| (p.procedure_name, p.procedure_id))
-                    .collect();
-            }
-            other => panic!("{other:?}"),
-        }
-        c
-    }
-
-    fn number(&mut self) -> u32 {
-        self.next += 1;
-        self.next
-    }
-
-    pub async fn send(&mut self, f: Frame) {
-        self.ws
-            .send(Message::Binary(f.encode().into()))
-            .await
-            .expect("send");
-    }
-
-    pub async fn frame(&mut self) -> Frame {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("frame in time")
-            {
-                Some(Ok(Message::Binary(b))) => return Frame::decode(&b).expect("decodes"),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("unexpected {other:?}"),
-            }
         }
     }
 
@@ -110,99 +64,45 @@ impl Client {
         name: &str,
         req: &Req,
     ) -> Result<Resp, String> {
-        let id = *self
-            .procedures
-            .get(name)
-            .unwrap_or_else(|| panic!("no procedure {name}"));
-        let n = self.number();
-        self.send(Frame::Request(Request {
-            message_identifier: identifier(MessageType::Request, n),
-            port_id: 1,
-            procedure_id: id,
-            client_stream: 0,
-            payload: req.encode_to_vec(),
-        }))
-        .await;
-        match self.frame().await {
-            Frame::Response(r) => Ok(Resp::decode(r.payload.as_slice()).expect("response decodes")),
-            Frame::RemoteError(e) => Err(e.error_message),
-            other => panic!("{other:?}"),
+        match self.module.call(name, req).await {
+            Ok(r) => Ok(r),
+            Err(dcl_rpc_client::RpcError::Remote { message, .. }) => Err(message),
+            Err(e) => panic!("{name}: {e:?}"),
         }
     }
 
-    /// Opens a server stream by procedure name; returns its request number once the server
-    /// sent the "open" message.
-    pub async fn subscribe(&mut self, name: &str) -> u32 {
-        let id = *self
-            .procedures
-            .get(name)
-            .unwrap_or_else(|| panic!("no procedure {name}"));
-        let n = self.number();
-        self.send(Frame::Request(Request {
-            message_identifier: identifier(MessageType::Request, n),
-            port_id: 1,
-            procedure_id: id,
-            client_stream: 0,
-            payload: Vec::new(),
-        }))
-        .await;
-        match self.frame().await {
-            Frame::StreamMessage(m) if m.sequence_id == 0 && !m.closed => n,
-            other => panic!("{other:?}"),
+    /// Opens a server stream by procedure name, once the server sent the "open" message.
+    pub async fn subscribe<T: prost::Message + Default>(&mut self, name: &str) -> Stream<T> {
+        match self.try_subscribe(name).await {
+            Ok(s) => s,
+            Err(e) => panic!("{name} refused: {e}"),
         }
     }
 
-    /// Opens a server stream by procedure name: its request number once the server sent the
-    /// "open" message, or the remote error's text if the server refused it.
-    pub async fn try_subscribe(&mut self, name: &str) -> Result<u32, String> {
-        let id = *self
-            .procedures
-            .get(name)
-            .unwrap_or_else(|| panic!("no procedure {name}"));
-        let n = self.number();
-        self.send(Frame::Request(Request {
-            message_identifier: identifier(MessageType::Request, n),
-            port_id: 1,
-            procedure_id: id,
-            client_stream: 0,
-            payload: Vec::new(),
-        }))
-        .await;
-        match self.frame().await {
-            Frame::StreamMessage(m) if m.sequence_id == 0 && !m.closed => Ok(n),
-            Frame::RemoteError(e) => Err(e.error_message),
-            other => panic!("{other:?}"),
+    /// Opens a server stream by procedure name, or the remote error's text if the server
+    /// refused it.
+    pub async fn try_subscribe<T: prost::Message + Default>(
+        &mut self,
+        name: &str,
+    ) -> Result<Stream<T>, String> {
+        match self.module.server_stream(name, &()).await {
+            Ok(s) => Ok(s),
+            Err(dcl_rpc_client::RpcError::Remote { message, .. }) => Err(message),
+            Err(e) => panic!("{name}: {e:?}"),
         }
     }
+}
 
-    /// Acknowledges `seq` on stream `number` and returns the next item's payload.
-    pub async fn next_item(&mut self, number: u32, seq: u32) -> Vec<u8> {
-        self.ack(number, seq).await;
-        self.item().await
+/// The next item of `stream` (acknowledged, so the server may send the one after). Cancel-safe:
+/// nothing is lost if dropped while waiting.
+pub async fn item<T: prost::Message + Default>(stream: &mut Stream<T>) -> T {
+    match stream.next().await {
+        Ok(Some(item)) => item,
+        other => panic!("expected a stream item, got {other:?}"),
     }
+}
 
-    /// Acknowledges `seq` on stream `number` (the server then sends the next item).
-    pub async fn ack(&mut self, number: u32, seq: u32) {
-        self.send(Frame::StreamAck(dcl_rpc_wire::StreamMessage {
-            message_identifier: identifier(MessageType::StreamAck, number),
-            port_id: 1,
-            sequence_id: seq,
-            payload: Vec::new(),
-            closed: false,
-            ack: true,
-        }))
-        .await;
-    }
-
-    /// The payload of the next stream item (cancel-safe: nothing is lost if dropped while
-    /// waiting).
-    pub async fn item(&mut self) -> Vec<u8> {
-        match self.frame().await {
-            Frame::StreamMessage(m) if !m.closed => m.payload,
-            other => panic!("{other:?}"),
-        }
-    }
-
+impl Client {
     /// Waits for a close frame and returns its code.
     pub async fn close_code(ws: &mut Ws) -> u16 {
         loop {
