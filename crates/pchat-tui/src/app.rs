@@ -35,14 +35,24 @@ const PAGE: usize = 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send `text` to `to`; report with [`App::send_result`] and the same `seq`.
-    Send { seq: u64, to: String, text: String },
+    Send {
+        seq: u64,
+        to: String,
+        text: String,
+    },
     /// A conversation was opened: watch the peer's state (report with [`App::opened`]), load
     /// its history ([`App::load_history`]) and mark it read.
-    Open { peer: String },
+    Open {
+        peer: String,
+    },
     /// The conversation left is no longer watched.
-    Close { peer: String },
+    Close {
+        peer: String,
+    },
     /// The open conversation received a message that is now on screen.
-    MarkRead { peer: String },
+    MarkRead {
+        peer: String,
+    },
     /// Report with [`App::social_result`].
     Social(SocialAction),
     /// React with `emoji` to the message `message_id` of the conversation with `to`.
@@ -188,9 +198,7 @@ impl AppOptions {
 
 /// Length of a message as the limit counts it: UTF-16 code units, as the reference client's
 /// input field does.
-pub fn text_len(text: &str) -> usize {
-    text.encode_utf16().count()
-}
+pub use chat_core::outgoing::text_len;
 
 /// The whole state of the app.
 #[derive(Debug, Clone)]
@@ -428,7 +436,9 @@ impl App {
             }
             let candidate_len = buf.len() + 1;
             if candidate_len > MAX_INPUT_CHARS {
-                self.error(format!("the input line holds at most {MAX_INPUT_CHARS} characters"));
+                self.error(format!(
+                    "the input line holds at most {MAX_INPUT_CHARS} characters"
+                ));
                 break;
             }
             buf.insert(at, c);
@@ -652,10 +662,11 @@ impl App {
     pub fn react_result(&mut self, to: &str, message_id: &str, emoji: &str, r: Result<(), String>) {
         match r {
             Ok(()) => {
-                if let Some(line) = self
-                    .conversation_mut(to)
-                    .and_then(|c| c.lines.iter_mut().find(|l| l.id.as_deref() == Some(message_id)))
-                {
+                if let Some(line) = self.conversation_mut(to).and_then(|c| {
+                    c.lines
+                        .iter_mut()
+                        .find(|l| l.id.as_deref() == Some(message_id))
+                }) {
                     line.reactions.push(emoji.to_owned());
                 }
             }
@@ -888,7 +899,9 @@ impl App {
 
 /// The message a line sends: `//text` sends `/text`.
 pub fn message_text(line: &str) -> &str {
-    line.strip_prefix('/').filter(|r| r.starts_with('/')).unwrap_or(line)
+    line.strip_prefix('/')
+        .filter(|r| r.starts_with('/'))
+        .unwrap_or(line)
 }
 
 /// `0x1234abcd…ef01`: enough of an address to tell two apart at a glance (the full address is
@@ -971,7 +984,6 @@ pub fn status_text(app: &App) -> String {
     }
     out
 }
-
 
 /// Unread counts by peer (for tests and the title).
 pub fn unread_by_peer(app: &App) -> HashMap<String, u64> {

@@ -26,6 +26,8 @@ pub enum CommandError {
     Usage(&'static str),
     #[error("{0:?} is not a wallet address (0x and 40 hex digits)")]
     BadAddress(String),
+    #[error("{0:?} is not one of the reference client's reaction emoji")]
+    UnknownEmoji(String),
 }
 
 /// The help text, one command a line.
@@ -35,9 +37,18 @@ pub const HELP: &[(&str, &str)] = &[
     ("/friend accept|reject <address>", "answer a friend request"),
     ("/friend cancel <address>", "take back your request"),
     ("/friend remove <address>", "end a friendship"),
-    ("/block <address>, /unblock <address>", "block or unblock a wallet"),
-    ("/privacy all|only-friends", "who may send you private messages"),
-    ("/react <emoji>", "react to the last message of this conversation"),
+    (
+        "/block <address>, /unblock <address>",
+        "block or unblock a wallet",
+    ),
+    (
+        "/privacy all|only-friends",
+        "who may send you private messages",
+    ),
+    (
+        "/react <emoji>",
+        "react to the last message of this conversation",
+    ),
     ("/help, /quit", "this help; leave (also Ctrl-C)"),
     ("Tab, Shift-Tab", "next / previous conversation"),
     ("PageUp, PageDown", "scroll the conversation"),
@@ -115,6 +126,9 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
             if words.next().is_some() {
                 return Err(CommandError::Usage("/react <emoji>"));
             }
+            if chat_core::reaction::emoji_index(emoji).is_none() {
+                return Err(CommandError::UnknownEmoji(emoji.chars().take(16).collect()));
+            }
             Ok(Command::React(emoji.to_owned()))
         }
         "/help" => Ok(Command::Help),
@@ -132,7 +146,10 @@ mod tests {
     #[test]
     fn commands_parse() {
         let a = A.to_ascii_lowercase();
-        assert_eq!(parse_command(&format!("/to {A}")), Ok(Command::To(a.clone())));
+        assert_eq!(
+            parse_command(&format!("/to {A}")),
+            Ok(Command::To(a.clone()))
+        );
         assert_eq!(
             parse_command(&format!("/friend request {A} hi there")),
             Ok(Command::Social(SocialAction::Request {
@@ -149,13 +166,23 @@ mod tests {
             Ok(Command::Social(SocialAction::Privacy(Privacy::OnlyFriends)))
         );
         assert_eq!(parse_command("/react 👍"), Ok(Command::React("👍".into())));
+        assert_eq!(
+            parse_command("/react xyz"),
+            Err(CommandError::UnknownEmoji("xyz".into()))
+        );
         assert_eq!(parse_command("/quit"), Ok(Command::Quit));
         assert_eq!(
             parse_command("/to 0x12"),
             Err(CommandError::BadAddress("0x12".into()))
         );
-        assert!(matches!(parse_command("/nope"), Err(CommandError::Unknown(_))));
-        assert!(matches!(parse_command("/privacy some"), Err(CommandError::Usage(_))));
+        assert!(matches!(
+            parse_command("/nope"),
+            Err(CommandError::Unknown(_))
+        ));
+        assert!(matches!(
+            parse_command("/privacy some"),
+            Err(CommandError::Usage(_))
+        ));
         assert!(matches!(
             parse_command(&format!("/friend hug {A}")),
             Err(CommandError::Usage(_))

@@ -219,10 +219,10 @@ where
                         if let Some(h) = &history {
                             record_incoming(h, &event, now, &mut app).await;
                         }
-                        if event == ChatEvent::ViewChanged {
-                            if let Some(view) = chat.view() {
-                                app.set_view(view);
-                            }
+                        if event == ChatEvent::ViewChanged
+                            && let Some(view) = chat.view()
+                        {
+                            app.set_view(view);
                         }
                         actions = app.on_event(event, now);
                     }
@@ -250,10 +250,10 @@ where
         for action in actions {
             if action == Action::Quit {
                 tasks.abort_all();
-                if let Some(h) = history {
-                    if let Err(e) = h.close().await {
-                        tracing::warn!(error = %e, "closing the local history");
-                    }
+                if let Some(h) = history
+                    && let Err(e) = h.close().await
+                {
+                    tracing::warn!(error = %e, "closing the local history");
                 }
                 return Ok(());
             }
@@ -286,7 +286,9 @@ async fn record_incoming(h: &History, event: &ChatEvent, now: i64, app: &mut App
             delivery: pchat_history::Delivery::Received,
         };
         if let Err(e) = h.record(from, entry).await {
-            app.report_error(format!("cannot record the message in the local history: {e}"));
+            app.report_error(format!(
+                "cannot record the message in the local history: {e}"
+            ));
         }
     }
 }
@@ -332,10 +334,10 @@ async fn perform<B: Backend>(
         }
         Action::Close { peer } => chat.close_conversation(&peer),
         Action::MarkRead { peer } => {
-            if let Some(h) = history {
-                if let Err(e) = h.mark_read(&peer).await {
-                    app.report_error(format!("local history: {e}"));
-                }
+            if let Some(h) = history
+                && let Err(e) = h.mark_read(&peer).await
+            {
+                app.report_error(format!("local history: {e}"));
             }
         }
         Action::Social(action) => {
@@ -408,7 +410,9 @@ async fn apply(app: &mut App, outcome: Outcome, history: Option<&History>) {
                     delivery: pchat_history::Delivery::Sent,
                 };
                 if let Err(e) = h.record(&to, entry).await {
-                    app.report_error(format!("cannot record the message in the local history: {e}"));
+                    app.report_error(format!(
+                        "cannot record the message in the local history: {e}"
+                    ));
                 }
             }
             app.send_result(seq, &to, result);

@@ -32,6 +32,7 @@ impl DropReason {
                 D::BlocksMe => "blocks-me",
                 D::NotAFriend => "not-a-friend",
                 D::RateLimited => "rate-limited",
+                D::DuplicateReaction => "duplicate-reaction",
                 D::Packet(_) => "bad-packet",
             },
         }

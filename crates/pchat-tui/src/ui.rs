@@ -12,7 +12,8 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use unicode_width::UnicodeWidthChar;
 
 use crate::app::{
-    App, Author, Conversation, Delivery, Level, message_text, short, state_name, status_text, text_len,
+    App, Author, Conversation, Delivery, Level, message_text, short, state_name, status_text,
+    text_len,
 };
 use crate::command::HELP;
 use crate::display::one_line;
@@ -139,7 +140,9 @@ fn render_list(app: &App, frame: &mut Frame, area: Rect) {
         if c.unread > 0 {
             spans.push(Span::styled(
                 format!(" ({})", c.unread),
-                Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+                Style::default()
+                    .fg(Color::Magenta)
+                    .add_modifier(Modifier::BOLD),
             ));
         }
         lines.push(TextLine::from(spans));
@@ -205,10 +208,7 @@ fn message_lines(app: &App, c: &Conversation, cols: usize) -> Vec<TextLine<'stat
     for line in &c.lines {
         let (who, who_style) = match line.author {
             Author::Me => ("you".to_owned(), Style::default().fg(Color::Blue)),
-            Author::Peer => (
-                safe(&short(&c.peer)),
-                Style::default().fg(Color::Green),
-            ),
+            Author::Peer => (safe(&short(&c.peer)), Style::default().fg(Color::Green)),
         };
         let time = format!("{} ", hhmm(line.at_ms, app.options().utc_offset_secs));
         let prefix_w = width(&time) + width(&who) + 2;

@@ -70,7 +70,9 @@ impl Fake {
     }
 }
 
-fn keys(rx: mpsc::UnboundedReceiver<TermEvent>) -> impl Stream<Item = io::Result<TermEvent>> + Unpin {
+fn keys(
+    rx: mpsc::UnboundedReceiver<TermEvent>,
+) -> impl Stream<Item = io::Result<TermEvent>> + Unpin {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok(e), rx))
     }))
@@ -78,9 +80,15 @@ fn keys(rx: mpsc::UnboundedReceiver<TermEvent>) -> impl Stream<Item = io::Result
 
 fn send_str(tx: &mpsc::UnboundedSender<TermEvent>, s: &str) {
     for c in s.chars() {
-        let _ = tx.send(TermEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)));
+        let _ = tx.send(TermEvent::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
     }
-    let _ = tx.send(TermEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    let _ = tx.send(TermEvent::Key(KeyEvent::new(
+        KeyCode::Enter,
+        KeyModifiers::NONE,
+    )));
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -132,11 +140,11 @@ async fn the_loop_performs_actions_and_records_history() {
     let h = history.clone();
     let mut unread = 0;
     for _ in 0..200 {
-        if let Ok(list) = h.conversations().await {
-            if let Some(c) = list.first() {
-                unread = c.unread;
-                break;
-            }
+        if let Ok(list) = h.conversations().await
+            && let Some(c) = list.first()
+        {
+            unread = c.unread;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -157,10 +165,16 @@ async fn the_loop_performs_actions_and_records_history() {
 
     // A message typed is sent and recorded; a refused one shows why.
     send_str(&key_tx, "hello bob");
-    eventually("send", || fake.calls().contains(&format!("send {BOB} hello bob"))).await;
+    eventually("send", || {
+        fake.calls().contains(&format!("send {BOB} hello bob"))
+    })
+    .await;
     send_str(&key_tx, "fail");
     send_str(&key_tx, &format!("/block {BOB}"));
-    eventually("social", || fake.calls().iter().any(|c| c.starts_with("social Block"))).await;
+    eventually("social", || {
+        fake.calls().iter().any(|c| c.starts_with("social Block"))
+    })
+    .await;
     let mut stored = Vec::new();
     for _ in 0..200 {
         stored = h.messages(BOB, 10, None).await.expect("messages");
@@ -191,9 +205,14 @@ async fn the_loop_performs_actions_and_records_history() {
         .collect();
     assert!(s.contains("hi ␛[2J"), "{s}");
     assert!(s.contains("you: hello bob ✓"), "{s}");
-    assert!(s.contains("you: fail ✗ not sent: the room refused ␛[2J"), "{s}");
     assert!(
-        s.contains(&format!("failed: blocked {BOB} — social service unreachable")),
+        s.contains("you: fail ✗ not sent: the room refused ␛[2J"),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!(
+            "failed: blocked {BOB} — social service unreachable"
+        )),
         "{s}"
     );
 }

@@ -155,18 +155,30 @@ fn input_is_disabled_with_the_reason_unless_the_peer_is_connected() {
     let mut app = app();
     // No conversation: disabled, commands still typed.
     let s = text(&screen(&app, 120, 20));
-    assert!(s.contains("input disabled: no conversation open: /to <address>"), "{s}");
+    assert!(
+        s.contains("input disabled: no conversation open: /to <address>"),
+        "{s}"
+    );
     type_str(&mut app, "hello");
     assert_eq!(app.input(), "");
     assert!(text(&screen(&app, 120, 20)).contains("(commands start with /)"));
 
     command(&mut app, &format!("/to {BOB}"));
     let s = text(&screen(&app, 120, 20));
-    assert!(s.contains("checking whether 0x22222222…2222 can receive"), "{s}");
+    assert!(
+        s.contains("checking whether 0x22222222…2222 can receive"),
+        "{s}"
+    );
 
     for (st, reason) in [
-        (RecipientState::Disconnected, "DISCONNECTED: not in the chat room"),
-        (RecipientState::BlockedByOwnUser, "BLOCKED: you blocked them"),
+        (
+            RecipientState::Disconnected,
+            "DISCONNECTED: not in the chat room",
+        ),
+        (
+            RecipientState::BlockedByOwnUser,
+            "BLOCKED: you blocked them",
+        ),
         (
             RecipientState::PrivateMessagesBlockedByOwnUser,
             "PRIVATE_MESSAGES_BLOCKED_BY_OWN_USER: you accept messages only from friends",
@@ -180,7 +192,10 @@ fn input_is_disabled_with_the_reason_unless_the_peer_is_connected() {
         type_str(&mut app, "x");
         assert_eq!(app.input(), "", "{st:?}: typing refused");
         let s = text(&screen(&app, 160, 20));
-        assert!(s.contains(&format!("input disabled: 0x22222222…2222 is {reason}")), "{s}");
+        assert!(
+            s.contains(&format!("input disabled: 0x22222222…2222 is {reason}")),
+            "{s}"
+        );
     }
     // Enter on a message while disabled sends nothing.
     app.on_event(state(BOB, RecipientState::Connected), NOON);
@@ -230,7 +245,14 @@ fn sending_shows_the_delivery_status() {
     open_bob(&mut app);
     type_str(&mut app, "hi bob");
     let actions = key(&mut app, KeyCode::Enter);
-    let [Action::Send { seq, to, text: sent }] = actions.as_slice() else {
+    let [
+        Action::Send {
+            seq,
+            to,
+            text: sent,
+        },
+    ] = actions.as_slice()
+    else {
         panic!("one send expected, got {actions:?}");
     };
     assert_eq!((to.as_str(), sent.as_str()), (BOB, "hi bob"));
@@ -256,7 +278,10 @@ fn sending_shows_the_delivery_status() {
         Err("cannot write to 0x22…: their state is Disconnected".into()),
     );
     let s = text(&screen(&app, 120, 20));
-    assert!(s.contains("12:00 you: second ✗ not sent: cannot write to 0x22…"), "{s}");
+    assert!(
+        s.contains("12:00 you: second ✗ not sent: cannot write to 0x22…"),
+        "{s}"
+    );
     assert!(s.contains("not sent: cannot write"), "{s}");
 
     // `//` sends a text starting with `/`.
@@ -288,7 +313,10 @@ fn friendship_requests_show_as_they_arrive() {
     app.social_result(&SocialAction::Accept(CAROL.into()), Ok(()));
     let s = text(&screen(&app, 120, 24));
     assert!(!s.contains("Friend requests"), "{s}");
-    assert!(s.contains(&format!("accepted {CAROL}'s friend request")), "{s}");
+    assert!(
+        s.contains(&format!("accepted {CAROL}'s friend request")),
+        "{s}"
+    );
 
     // From the view too (requests that arrived while away), and cancelled live.
     app.set_view(ViewSnapshot {
@@ -383,7 +411,11 @@ fn commands_become_actions_and_failures_show() {
         ("/privacy all".into(), SocialAction::Privacy(Privacy::All)),
     ];
     for (line, want) in cases {
-        assert_eq!(command(&mut app, &line), vec![Action::Social(want)], "{line}");
+        assert_eq!(
+            command(&mut app, &line),
+            vec![Action::Social(want)],
+            "{line}"
+        );
     }
     app.social_result(
         &SocialAction::Block(BOB.into()),
@@ -409,13 +441,20 @@ fn commands_become_actions_and_failures_show() {
     // /help shows the commands; Esc closes it.
     assert!(command(&mut app, "/help").is_empty());
     let s = text(&screen(&app, 140, 24));
-    assert!(s.contains("/friend request|accept|reject|cancel|remove") || s.contains("/friend accept|reject <address>"), "{s}");
+    assert!(
+        s.contains("/friend request|accept|reject|cancel|remove")
+            || s.contains("/friend accept|reject <address>"),
+        "{s}"
+    );
     assert!(s.contains("/privacy all|only-friends"), "{s}");
     key(&mut app, KeyCode::Esc);
     assert!(!text(&screen(&app, 140, 24)).contains("Help (Esc to close)"));
 
     // /react goes to the last message of the open conversation.
-    assert!(command(&mut app, "/react 👍").is_empty(), "no conversation open");
+    assert!(
+        command(&mut app, "/react 👍").is_empty(),
+        "no conversation open"
+    );
     open_bob(&mut app);
     app.on_event(message(BOB, "nice", 45000.25), NOON);
     assert_eq!(
@@ -434,9 +473,7 @@ fn commands_become_actions_and_failures_show() {
         command(&mut app, &format!("/to {CAROL}")),
         vec![
             Action::Close { peer: BOB.into() },
-            Action::Open {
-                peer: CAROL.into()
-            }
+            Action::Open { peer: CAROL.into() }
         ]
     );
     assert_eq!(command(&mut app, "/quit"), vec![Action::Quit]);
@@ -548,17 +585,16 @@ fn network_text_never_reaches_the_terminal_as_control() {
     // One message is one entry: a line in Bob's pane starting with a time and a sender exists
     // once per message, and the fake "someone else" line never starts a line.
     let rows = screen(&app, 200, 50);
-    let pane: Vec<&str> = rows
-        .iter()
-        .filter_map(|r| r.split('│').nth(3))
-        .collect();
+    let pane: Vec<&str> = rows.iter().filter_map(|r| r.split('│').nth(3)).collect();
     let starts: Vec<&&str> = pane
         .iter()
         .filter(|r| r.len() > 6 && r.as_bytes()[2] == b':' && r.as_bytes()[5] == b' ')
         .collect();
     assert_eq!(starts.len(), NASTY.len(), "{pane:#?}");
     assert!(
-        starts.iter().all(|r| r.starts_with("12:00 0x22222222…2222: ")),
+        starts
+            .iter()
+            .all(|r| r.starts_with("12:00 0x22222222…2222: ")),
         "every line is from Bob's identity: {starts:#?}"
     );
     // Wrapped continuation lines are indented, never at the edge where a sender's prefix starts

@@ -35,9 +35,21 @@ impl Tmux {
 
     fn start(&self, command: &str) {
         let out = self.cmd(&[
-            "new-session", "-d", "-s", "app", "-x", "120", "-y", "40", command,
+            "new-session",
+            "-d",
+            "-s",
+            "app",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            command,
         ]);
-        assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Keep the pane after the app exits, to see what it left on the terminal.
         self.cmd(&["set-option", "-t", "app", "remain-on-exit", "on"]);
     }
@@ -88,11 +100,7 @@ impl Drop for Tmux {
 /// `HH:MM ` at the start of a line of the conversation pane.
 fn starts_with_time(p: &str) -> bool {
     let b = p.as_bytes();
-    b.len() > 6
-        && b[0].is_ascii_digit()
-        && b[1].is_ascii_digit()
-        && b[2] == b':'
-        && b[5] == b' '
+    b.len() > 6 && b[0].is_ascii_digit() && b[1].is_ascii_digit() && b[2] == b':' && b[5] == b' '
 }
 
 #[test]
@@ -132,9 +140,15 @@ fn chat_in_a_real_terminal_with_hostile_payloads() {
     // Each message is one entry from the stranger; the forged line is inside the text.
     let pane: Vec<&str> = s.lines().filter_map(|l| l.split('│').nth(3)).collect();
     let starts: Vec<&&str> = pane.iter().filter(|p| starts_with_time(p)).collect();
-    assert_eq!(starts.len(), 11, "one line starting with a sender per message:\n{s}");
+    assert_eq!(
+        starts.len(),
+        11,
+        "one line starting with a sender per message:\n{s}"
+    );
     assert!(
-        starts.iter().all(|p| p[6..].starts_with("0x66666666…6666: ")),
+        starts
+            .iter()
+            .all(|p| p[6..].starts_with("0x66666666…6666: ")),
         "every message is from the stranger's identity:\n{s}"
     );
     for p in &pane {
@@ -168,5 +182,8 @@ fn chat_in_a_real_terminal_with_hostile_payloads() {
     assert_eq!(t.display("#{pane_dead_status}"), "0");
     assert_eq!(t.display("#{alternate_on}"), "0", "alternate screen left");
     let s = t.screen();
-    assert!(!s.contains("Conversations"), "the app's screen is gone:\n{s}");
+    assert!(
+        !s.contains("Conversations"),
+        "the app's screen is gone:\n{s}"
+    );
 }

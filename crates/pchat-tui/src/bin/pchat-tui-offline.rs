@@ -101,7 +101,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .await;
     let _ = tx
-        .send(ChatEvent::SocialState(pchat_tui::sdk::SocialState::Connected))
+        .send(ChatEvent::SocialState(
+            pchat_tui::sdk::SocialState::Connected,
+        ))
         .await;
     let _ = tx
         .send(ChatEvent::RecipientState {
