@@ -19,5 +19,5 @@ pub mod sdk;
 pub mod ui;
 
 pub use app::{Action, App, AppOptions};
-pub use runner::{EventSource, RunOptions, TuiError, run, run_on};
+pub use runner::{EventSource, RunOptions, TuiError, open_history, run, run_on};
 pub use sdk::{Backend, BackendError, ChatEvent, SocialAction, ViewSnapshot};

@@ -45,6 +45,15 @@ pub struct RunOptions {
     pub history: Option<History>,
 }
 
+/// Opens the wallet's local history at its default place
+/// (`<data dir>/pchat/<address>/history.sqlite`, see `pchat-history`), encrypted with a key
+/// derived from the wallet's private key.
+pub async fn open_history(address: &str, private_key: &[u8; 32]) -> Result<History, TuiError> {
+    let path = pchat_history::default_path(address)?;
+    let key = pchat_history::HistoryKey::from_private_key(private_key);
+    Ok(History::open(path, &key).await?)
+}
+
 /// Where the chat's events come from (the SDK's `ChatEvents`, or a channel in tests).
 #[async_trait]
 pub trait EventSource: Send {

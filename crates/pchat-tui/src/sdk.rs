@@ -182,3 +182,45 @@ pub trait Backend: Send + Sync + 'static {
     /// A reaction (`emoji` as typed) on the message `message_id` of the conversation with `to`.
     async fn react(&self, to: &str, message_id: &str, emoji: &str) -> Result<(), BackendError>;
 }
+
+impl From<&pchat_client::social::FullView> for ViewSnapshot {
+    fn from(v: &pchat_client::social::FullView) -> Self {
+        let sorted = |set: &std::collections::HashSet<String>| {
+            let mut out: Vec<String> = set.iter().cloned().collect();
+            out.sort();
+            out
+        };
+        ViewSnapshot {
+            privacy: v.privacy,
+            friends: sorted(&v.friends),
+            pending_in: v
+                .pending_in
+                .values()
+                .map(|r| (r.address.clone(), r.message.clone()))
+                .collect(),
+            pending_out: v.pending_out.keys().cloned().collect(),
+            blocked: sorted(&v.blocked),
+            blocked_by: sorted(&v.blocked_by),
+            online: sorted(&v.online),
+        }
+    }
+}
+
+/// Performs a social action on the SDK's social session.
+pub async fn social_action(
+    session: &pchat_client::social::SocialSession,
+    action: &SocialAction,
+) -> Result<(), pchat_client::social::SocialError> {
+    match action {
+        SocialAction::Request { to, message } => {
+            session.request_friendship(to, message.as_deref()).await
+        }
+        SocialAction::Accept(a) => session.accept(a).await,
+        SocialAction::Reject(a) => session.reject(a).await,
+        SocialAction::Cancel(a) => session.cancel(a).await,
+        SocialAction::Remove(a) => session.delete_friendship(a).await,
+        SocialAction::Block(a) => session.block(a).await,
+        SocialAction::Unblock(a) => session.unblock(a).await,
+        SocialAction::Privacy(p) => session.set_privacy(*p).await.map(|_| ()),
+    }
+}
