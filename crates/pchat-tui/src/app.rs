@@ -6,7 +6,8 @@
 //! Everything a peer can make the app hold is capped: [`MAX_CONVERSATIONS`] conversations in
 //! memory (the least recently active one that is not open is forgotten; the local history keeps
 //! it), [`MAX_LINES_PER_CONVERSATION`] lines per conversation (older ones stay in the history),
-//! [`MAX_REQUESTS`] incoming friendship requests listed, and [`MAX_INPUT_CHARS`] characters in
+//! [`MAX_REQUESTS`] incoming friendship requests listed, [`MAX_REACTIONS_PER_LINE`] reactions
+//! on one message, and [`MAX_INPUT_CHARS`] characters in
 //! the input line. Dropped packets are counted per reason, never listed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +29,8 @@ pub const MAX_LINES_PER_CONVERSATION: usize = 1_000;
 pub const MAX_REQUESTS: usize = 200;
 /// Longest input line (commands included), in characters.
 pub const MAX_INPUT_CHARS: usize = 2_048;
+/// Reactions shown on one message.
+pub const MAX_REACTIONS_PER_LINE: usize = 64;
 /// Lines one PageUp/PageDown scrolls.
 const PAGE: usize = 10;
 
@@ -667,10 +670,38 @@ impl App {
                         .iter_mut()
                         .find(|l| l.id.as_deref() == Some(message_id))
                 }) {
-                    line.reactions.push(emoji.to_owned());
+                    let tag = format!("{emoji} you");
+                    if !line.reactions.contains(&tag)
+                        && line.reactions.len() < MAX_REACTIONS_PER_LINE
+                    {
+                        line.reactions.push(tag);
+                    }
                 }
             }
             Err(e) => self.error(format!("reaction not sent: {e}")),
+        }
+    }
+
+    /// A reaction from `from` (the LiveKit identity) on a message of our conversation:
+    /// `emoji_index` in the reference client's atlas, `removal` to take it back. Reactions on
+    /// unknown messages are ignored; each message shows at most [`MAX_REACTIONS_PER_LINE`].
+    pub fn on_reaction(&mut self, from: &str, message_id: &str, emoji_index: u16, removal: bool) {
+        let Some(emoji) = chat_core::reaction::emoji_for_index(emoji_index) else {
+            return;
+        };
+        let peer = from.to_ascii_lowercase();
+        let Some(line) = self.conversation_mut(&peer).and_then(|c| {
+            c.lines
+                .iter_mut()
+                .find(|l| l.id.as_deref() == Some(message_id))
+        }) else {
+            return;
+        };
+        let tag = format!("{emoji} {}", short(&peer));
+        if removal {
+            line.reactions.retain(|r| *r != tag);
+        } else if !line.reactions.contains(&tag) && line.reactions.len() < MAX_REACTIONS_PER_LINE {
+            line.reactions.push(tag);
         }
     }
 

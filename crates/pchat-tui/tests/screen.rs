@@ -466,7 +466,31 @@ fn commands_become_actions_and_failures_show() {
         }]
     );
     app.react_result(BOB, &format!("{BOB}:45000.25"), "👍", Ok(()));
-    assert!(text(&screen(&app, 140, 24)).contains("nice [👍]"));
+    assert!(text(&screen(&app, 140, 24)).contains("nice [👍 you]"));
+    // Bob's reactions, by emoji index in the reference client's atlas; removals take them back;
+    // unknown messages and indices are ignored.
+    let thumbs = chat_core::reaction::emoji_index("👍").expect("in the atlas");
+    let heart = chat_core::reaction::emoji_index("❤").expect("in the atlas");
+    let id = format!("{BOB}:45000.25");
+    app.on_reaction(BOB, &id, thumbs, false);
+    app.on_reaction(BOB, &id, heart, false);
+    app.on_reaction(BOB, &id, heart, false);
+    app.on_reaction(BOB, "0xnope:1", thumbs, false);
+    app.on_reaction(BOB, &id, 4095, false);
+    let s = text(&screen(&app, 160, 24));
+    let shown = chat_core::reaction::emoji_for_index(heart).expect("heart");
+    assert!(
+        s.contains(&format!(
+            "nice [👍 you] [👍 0x22222222…2222] [{shown} 0x22222222…2222]"
+        )),
+        "{s}"
+    );
+    app.on_reaction(BOB, &id, thumbs, true);
+    let s = text(&screen(&app, 160, 24));
+    assert!(
+        s.contains(&format!("nice [👍 you] [{shown} 0x22222222…2222]")),
+        "{s}"
+    );
 
     // Switching conversations closes the one left; /quit quits.
     assert_eq!(
