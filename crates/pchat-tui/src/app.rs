@@ -146,6 +146,8 @@ pub struct HistoryLine {
     pub text: String,
     pub at_ms: i64,
     pub delivery: Delivery,
+    /// Reactions kept with it: (emoji index in the reference client's atlas, mine).
+    pub reactions: Vec<(u16, bool)>,
 }
 
 /// A conversation from the history, for [`App::load_conversations`].
@@ -738,6 +740,7 @@ impl App {
         let Some(c) = self.conversation_mut(peer) else {
             return;
         };
+        let who = short(&c.peer);
         let known: HashSet<String> = c.lines.iter().filter_map(|l| l.id.clone()).collect();
         let mut merged: Vec<Line> = messages
             .into_iter()
@@ -748,7 +751,15 @@ impl App {
                 text: m.text,
                 at_ms: m.at_ms,
                 delivery: m.delivery,
-                reactions: Vec::new(),
+                reactions: m
+                    .reactions
+                    .iter()
+                    .filter_map(|(index, mine)| {
+                        let emoji = chat_core::reaction::emoji_for_index(*index)?;
+                        Some(format!("{emoji} {}", if *mine { "you" } else { &who }))
+                    })
+                    .take(MAX_REACTIONS_PER_LINE)
+                    .collect(),
                 seq: None,
             })
             .collect();
@@ -815,6 +826,12 @@ impl App {
                     return vec![Action::MarkRead { peer }];
                 }
             }
+            ChatEvent::Reaction { from, reaction } => self.on_reaction(
+                &from,
+                &reaction.message_id,
+                reaction.emoji_index,
+                reaction.removal,
+            ),
             ChatEvent::Dropped { reason, count, .. } => {
                 let slot = self.drops.entry(reason.name()).or_insert(0);
                 *slot = (*slot).max(count);

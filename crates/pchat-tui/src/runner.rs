@@ -285,6 +285,22 @@ where
 }
 
 async fn record_incoming(h: &History, event: &ChatEvent, now: i64, app: &mut App) {
+    if let ChatEvent::Reaction { from, reaction } = event {
+        let r = pchat_history::Reaction {
+            emoji_index: u32::from(reaction.emoji_index),
+            mine: false,
+        };
+        let done = if reaction.removal {
+            h.remove_reaction(from, &reaction.message_id, r).await
+        } else {
+            h.set_reaction(from, &reaction.message_id, r).await
+        };
+        match done {
+            // A reaction to a message this history does not hold is not kept.
+            Ok(()) | Err(pchat_history::Error::UnknownMessage) => {}
+            Err(e) => app.report_error(format!("cannot record the reaction: {e}")),
+        }
+    }
     if let ChatEvent::Message { from, message, id } = event {
         let entry = pchat_history::Entry {
             id: id.clone(),
@@ -398,6 +414,11 @@ async fn load_history(h: &History, peer: &str) -> Result<Vec<HistoryLine>, Strin
                 pchat_history::Delivery::Sent => Delivery::Sent,
                 pchat_history::Delivery::NotSent { reason } => Delivery::NotSent(reason),
             },
+            reactions: m
+                .reactions
+                .iter()
+                .filter_map(|r| Some((u16::try_from(r.emoji_index).ok()?, r.mine)))
+                .collect(),
         })
         .collect())
 }
@@ -444,6 +465,20 @@ async fn apply(app: &mut App, outcome: Outcome, history: Option<&History>) {
             message_id,
             emoji,
             result,
-        } => app.react_result(&to, &message_id, &emoji, result),
+        } => {
+            if let (Some(h), Ok(()), Some(index)) =
+                (history, &result, chat_core::reaction::emoji_index(&emoji))
+            {
+                let r = pchat_history::Reaction {
+                    emoji_index: u32::from(index),
+                    mine: true,
+                };
+                match h.set_reaction(&to, &message_id, r).await {
+                    Ok(()) | Err(pchat_history::Error::UnknownMessage) => {}
+                    Err(e) => app.report_error(format!("cannot record the reaction: {e}")),
+                }
+            }
+            app.react_result(&to, &message_id, &emoji, result)
+        }
     }
 }

@@ -55,6 +55,10 @@ pub enum ChatEvent {
         message: ChatMessage,
         id: String,
     },
+    Reaction {
+        from: String,
+        reaction: chat_core::Reaction,
+    },
     Dropped {
         from: String,
         reason: DropReason,

@@ -16,6 +16,7 @@ use pchat_tui::{RunOptions, run_on};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
+use unicode_width::UnicodeWidthStr;
 
 const ME: &str = "0x1111111111111111111111111111111111111111";
 const BOB: &str = "0x2222222222222222222222222222222222222222";
@@ -186,6 +187,49 @@ async fn the_loop_performs_actions_and_records_history() {
     let texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["hi \u{1b}[2J", "hello bob"]);
 
+    // Reactions: Bob's on his message, mine with /react (on the last message: my own), both kept.
+    let thumbs = chat_core::reaction::emoji_index("👍").expect("atlas");
+    ev_tx
+        .send(ChatEvent::Reaction {
+            from: BOB.into(),
+            reaction: chat_core::Reaction::add(thumbs, format!("{BOB}:45000.5"), BOB),
+        })
+        .await
+        .expect("event");
+    send_str(&key_tx, "/react 👍");
+    eventually("react", || {
+        fake.calls()
+            .iter()
+            .any(|c| c.starts_with(&format!("react {BOB} {ME}:45000.")))
+    })
+    .await;
+    let mut reactions = Vec::new();
+    for _ in 0..200 {
+        stored = h.messages(BOB, 10, None).await.expect("messages");
+        reactions = stored
+            .iter()
+            .map(|m| m.reactions.clone())
+            .collect::<Vec<_>>();
+        if reactions.iter().all(|r| !r.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let thumbs32 = u32::from(thumbs);
+    assert_eq!(
+        reactions,
+        vec![
+            vec![pchat_history::Reaction {
+                emoji_index: thumbs32,
+                mine: false
+            }],
+            vec![pchat_history::Reaction {
+                emoji_index: thumbs32,
+                mine: true
+            }],
+        ]
+    );
+
     // Let the results arrive, then quit and read the last screen.
     tokio::time::sleep(Duration::from_millis(300)).await;
     send_str(&key_tx, "/quit");
@@ -195,16 +239,24 @@ async fn the_loop_performs_actions_and_records_history() {
         .expect("task");
     result.expect("runs cleanly");
     let buf = t.backend().buffer().clone();
-    let s: String = (0..30)
-        .map(|y| {
-            (0..120)
-                .filter_map(|x| buf.cell((x, y)).map(|c| c.symbol().to_owned()))
-                .collect::<String>()
-                + "\n"
-        })
-        .collect();
-    assert!(s.contains("hi ␛[2J"), "{s}");
-    assert!(s.contains("you: hello bob ✓"), "{s}");
+    let mut s = String::new();
+    for y in 0..30 {
+        let mut skip = 0;
+        for x in 0..120 {
+            let Some(cell) = buf.cell((x, y)) else {
+                continue;
+            };
+            if skip > 0 {
+                skip -= 1; // under the right half of a wide character
+                continue;
+            }
+            skip = UnicodeWidthStr::width(cell.symbol()).saturating_sub(1);
+            s.push_str(cell.symbol());
+        }
+        s.push('\n');
+    }
+    assert!(s.contains("hi ␛[2J [👍 0x22222222…2222]"), "{s}");
+    assert!(s.contains("you: hello bob [👍 you] ✓"), "{s}");
     assert!(
         s.contains("you: fail ✗ not sent: the room refused ␛[2J"),
         "{s}"
