@@ -17,6 +17,7 @@
 //!
 //! The rules live in `chat-core` (no I/O); this crate wires them to the network.
 
+pub mod private_chat;
 pub mod social;
 
 use std::sync::{Arc, RwLock};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pchat_client::social::{
-    Connectivity, ConnectionState, FullView, SessionConfig, SessionEvent, SocialError,
+    ConnectionState, Connectivity, FullView, SessionConfig, SessionEvent, SocialError,
     SocialSession, SocialUpdate,
 };
 use pchat_core::Privacy;
@@ -192,16 +192,25 @@ async fn every_action_and_list_with_typed_updates_on_both_sides() {
         .await
         .expect("request");
     match b
-        .update("request", |u| matches!(u, SocialUpdate::RequestReceived { .. }))
+        .update("request", |u| {
+            matches!(u, SocialUpdate::RequestReceived { .. })
+        })
         .await
     {
         SocialUpdate::RequestReceived { from, message, .. } => {
-            assert_eq!((from.as_str(), message.as_deref()), (av.as_str(), Some("hello bob")))
+            assert_eq!(
+                (from.as_str(), message.as_deref()),
+                (av.as_str(), Some("hello bob"))
+            )
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        b.view().pending_in.get(&av).and_then(|r| r.message.clone()).as_deref(),
+        b.view()
+            .pending_in
+            .get(&av)
+            .and_then(|r| r.message.clone())
+            .as_deref(),
         Some("hello bob")
     );
     assert!(a.view().pending_out.contains_key(&bv));
@@ -211,12 +220,17 @@ async fn every_action_and_list_with_typed_updates_on_both_sides() {
     assert_eq!(pending[0].message.as_deref(), Some("hello bob"));
     assert!(pending[0].created_at > 0);
     let sent = a.session.sent_requests().await.expect("list");
-    assert_eq!(sent.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), [bv.as_str()]);
+    assert_eq!(
+        sent.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
+        [bv.as_str()]
+    );
 
     // Accept → friends on both sides.
     b.session.accept(&av).await.expect("accept");
-    a.update("accepted", |u| *u == SocialUpdate::Accepted { by: bv.clone() })
-        .await;
+    a.update("accepted", |u| {
+        *u == SocialUpdate::Accepted { by: bv.clone() }
+    })
+    .await;
     assert!(a.view().friends.contains(&bv) && a.view().pending_out.is_empty());
     assert!(b.view().friends.contains(&av) && b.view().pending_in.is_empty());
     assert!(a.session.friends().await.expect("list").contains(&bv));
@@ -227,12 +241,20 @@ async fn every_action_and_list_with_typed_updates_on_both_sides() {
     let cw = authchain::Wallet::random();
     let mut c = player_as(&url, &cw).await;
     let cv = c.address.clone();
-    c.session.request_friendship(&av, None).await.expect("request");
-    a.update("request from c", |u| matches!(u, SocialUpdate::RequestReceived { from, .. } if *from == cv))
-        .await;
+    c.session
+        .request_friendship(&av, None)
+        .await
+        .expect("request");
+    a.update(
+        "request from c",
+        |u| matches!(u, SocialUpdate::RequestReceived { from, .. } if *from == cv),
+    )
+    .await;
     a.session.accept(&cv).await.expect("accept");
-    c.update("accepted", |u| *u == SocialUpdate::Accepted { by: av.clone() })
-        .await;
+    c.update("accepted", |u| {
+        *u == SocialUpdate::Accepted { by: av.clone() }
+    })
+    .await;
     c.session.close().await;
     a.update("c offline", |u| {
         *u == SocialUpdate::FriendConnectivity {
@@ -253,46 +275,77 @@ async fn every_action_and_list_with_typed_updates_on_both_sides() {
 
     // Delete → the other side hears it.
     a.session.delete_friendship(&bv).await.expect("delete");
-    b.update("deleted", |u| *u == SocialUpdate::Deleted { by: av.clone() })
-        .await;
+    b.update("deleted", |u| {
+        *u == SocialUpdate::Deleted { by: av.clone() }
+    })
+    .await;
     assert!(!b.view().friends.contains(&av) && !a.view().friends.contains(&bv));
 
     // Cancel and reject.
-    a.session.request_friendship(&bv, None).await.expect("request");
-    b.update("request", |u| matches!(u, SocialUpdate::RequestReceived { .. }))
-        .await;
+    a.session
+        .request_friendship(&bv, None)
+        .await
+        .expect("request");
+    b.update("request", |u| {
+        matches!(u, SocialUpdate::RequestReceived { .. })
+    })
+    .await;
     a.session.cancel(&bv).await.expect("cancel");
-    b.update("cancelled", |u| *u == SocialUpdate::Cancelled { by: av.clone() })
-        .await;
+    b.update("cancelled", |u| {
+        *u == SocialUpdate::Cancelled { by: av.clone() }
+    })
+    .await;
     assert!(b.view().pending_in.is_empty() && a.view().pending_out.is_empty());
-    b.session.request_friendship(&av, None).await.expect("request");
-    a.update("request", |u| matches!(u, SocialUpdate::RequestReceived { from, .. } if *from == bv))
-        .await;
+    b.session
+        .request_friendship(&av, None)
+        .await
+        .expect("request");
+    a.update(
+        "request",
+        |u| matches!(u, SocialUpdate::RequestReceived { from, .. } if *from == bv),
+    )
+    .await;
     a.session.reject(&bv).await.expect("reject");
-    b.update("rejected", |u| *u == SocialUpdate::Rejected { by: av.clone() })
-        .await;
+    b.update("rejected", |u| {
+        *u == SocialUpdate::Rejected { by: av.clone() }
+    })
+    .await;
     assert!(b.view().pending_out.is_empty());
 
     // Block and unblock: the blocked side learns both.
     a.session.block(&bv).await.expect("block");
-    b.update("blocked by", |u| *u == SocialUpdate::BlockedBy { address: av.clone() })
-        .await;
+    b.update("blocked by", |u| {
+        *u == SocialUpdate::BlockedBy {
+            address: av.clone(),
+        }
+    })
+    .await;
     assert!(b.view().blocked_by.contains(&av));
     assert!(a.view().blocked.contains(&bv));
     assert!(a.session.blocked().await.expect("list").contains(&bv));
     let status = b.session.blocking_status().await.expect("status");
     assert!(status.blocked_by.contains(&av) && status.blocked.is_empty());
     a.session.unblock(&bv).await.expect("unblock");
-    b.update("unblocked by", |u| *u == SocialUpdate::UnblockedBy { address: av.clone() })
-        .await;
+    b.update("unblocked by", |u| {
+        *u == SocialUpdate::UnblockedBy {
+            address: av.clone(),
+        }
+    })
+    .await;
     assert!(!b.view().blocked_by.contains(&av) && !a.view().blocked.contains(&bv));
 
     // Privacy.
     assert_eq!(
-        a.session.set_privacy(Privacy::OnlyFriends).await.expect("set"),
+        a.session
+            .set_privacy(Privacy::OnlyFriends)
+            .await
+            .expect("set"),
         Privacy::OnlyFriends
     );
-    assert_eq!(a.session.settings().await.expect("get"), Privacy::OnlyFriends);
+    assert_eq!(
+        a.session.settings().await.expect("get"),
+        Privacy::OnlyFriends
+    );
     assert_eq!(a.view().privacy, Privacy::OnlyFriends);
     assert_eq!(a.view().social_view().privacy, Privacy::OnlyFriends);
 
@@ -366,7 +419,10 @@ async fn the_session_reconnects_and_reloads_a_change_made_while_away() {
     assert!(attempts >= 1);
 
     // Actions work again.
-    a.session.set_privacy(Privacy::OnlyFriends).await.expect("set");
+    a.session
+        .set_privacy(Privacy::OnlyFriends)
+        .await
+        .expect("set");
     assert_eq!(a.view().privacy, Privacy::OnlyFriends);
 }
 
@@ -396,7 +452,10 @@ async fn a_session_that_never_connects_keeps_trying_and_refuses_actions() {
     }
     assert_eq!(seen, [1, 2]);
     assert!(session.view().is_none());
-    let e = session.block(&session.address().to_owned()).await.expect_err("offline");
+    let e = session
+        .block(&session.address().to_owned())
+        .await
+        .expect_err("offline");
     assert!(matches!(e, SocialError::NotConnected), "{e:?}");
 }
 
@@ -422,8 +481,12 @@ async fn the_session_on_postgresql() {
     assert!(a.view().friends.contains(&f));
     let b = player(&url).await;
     b.session.block(&av).await.expect("block");
-    a.update("blocked by", |u| *u == SocialUpdate::BlockedBy { address: b.address.clone() })
-        .await;
+    a.update("blocked by", |u| {
+        *u == SocialUpdate::BlockedBy {
+            address: b.address.clone(),
+        }
+    })
+    .await;
     assert!(a.view().blocked_by.contains(&b.address));
 }
 
@@ -442,7 +505,10 @@ impl TestDb {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let name = format!("pchat_s_{:016x}", t ^ u64::from(std::process::id()).rotate_left(32));
+        let name = format!(
+            "pchat_s_{:016x}",
+            t ^ u64::from(std::process::id()).rotate_left(32)
+        );
         let ok = std::process::Command::new("psql")
             .arg(&admin)
             .arg("-qtAc")
@@ -468,7 +534,10 @@ impl Drop for TestDb {
         let _ = std::process::Command::new("psql")
             .arg(&self.admin)
             .arg("-qc")
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .status();
     }
 }

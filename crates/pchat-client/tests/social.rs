@@ -355,7 +355,8 @@ async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
     assert!(
         matches!(
             err,
-            SocialError::Refused { .. } | SocialError::Rpc(pchat_client::social::RpcError::Remote { .. })
+            SocialError::Refused { .. }
+                | SocialError::Rpc(pchat_client::social::RpcError::Remote { .. })
         ),
         "{err:?}"
     );

@@ -31,7 +31,7 @@ use social_proto::v2;
 use tokio::sync::mpsc;
 
 pub use session::{
-    ConnectionState, FullView, SessionConfig, SessionEvent, SocialSession, EVENT_BUFFER,
+    ConnectionState, EVENT_BUFFER, FullView, SessionConfig, SessionEvent, SocialSession,
 };
 
 /// Items read per page of a list.

@@ -40,9 +40,7 @@ use chat_core::SocialView;
 use pchat_core::Privacy;
 use tokio::sync::{mpsc, watch};
 
-use super::{
-    BlockingStatus, ClientConfig, FriendRequest, SocialClient, SocialError, SocialUpdate,
-};
+use super::{BlockingStatus, ClientConfig, FriendRequest, SocialClient, SocialError, SocialUpdate};
 
 /// Default size of the event channel.
 pub const EVENT_BUFFER: usize = 1024;
@@ -223,11 +221,7 @@ impl Emitter {
     fn emit(&self, event: SessionEvent) {
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
-            if self
-                .tx
-                .try_send(SessionEvent::Lagged { dropped })
-                .is_err()
-            {
+            if self.tx.try_send(SessionEvent::Lagged { dropped }).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -304,7 +298,9 @@ impl SocialSession {
                 dropped: AtomicU64::new(0),
             },
         });
-        shared.events.emit(SessionEvent::State(ConnectionState::Connecting));
+        shared
+            .events
+            .emit(SessionEvent::State(ConnectionState::Connecting));
         let task = tokio::spawn(run(shared.clone(), identity, config));
         (SocialSession { shared, task }, rx)
     }
@@ -331,7 +327,7 @@ impl SocialSession {
     }
 
     /// Stops the session and closes its connection.
-    pub async fn close(self) {
+    pub async fn close(&self) {
         self.task.abort();
         let client = self.shared.client.lock().ok().and_then(|mut c| c.take());
         if let Some(c) = client {
@@ -570,7 +566,10 @@ mod tests {
             let d1 = backoff(1, first, max);
             assert!(d1 >= Duration::from_millis(500) && d1 <= first, "{d1:?}");
             let d3 = backoff(3, first, max);
-            assert!(d3 >= Duration::from_secs(2) && d3 <= Duration::from_secs(4), "{d3:?}");
+            assert!(
+                d3 >= Duration::from_secs(2) && d3 <= Duration::from_secs(4),
+                "{d3:?}"
+            );
             let d9 = backoff(9, first, max);
             assert!(d9 >= Duration::from_secs(15) && d9 <= max, "{d9:?}");
             assert!(backoff(u32::MAX, first, max) <= max);

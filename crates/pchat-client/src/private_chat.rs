@@ -1,0 +1,796 @@
+//! [`PrivateChat`]: one object for one wallet, owning the room connection (gatekeeper token →
+//! [`livekit_participant`]) and the social connection ([`SocialSession`]), with one stream of
+//! typed [`ChatEvent`]s.
+//!
+//! ## What the application sees
+//!
+//! - Nothing unfiltered, ever. Until the social view (my privacy setting, friends, blocks in both
+//!   directions) has been read once, packets that arrive are **held** (at most
+//!   [`PrivateChatConfig::held_packets`]; beyond that the oldest are dropped and reported as
+//!   [`DropReason::HeldTooMany`]) and judged when the view arrives.
+//! - While the social service is unreachable the view is not known to be current, so the
+//!   filter **fails closed**: the last view is used with my setting taken as only-friends, so
+//!   strangers are dropped ([`ChatEvent::FilterFailClosed`] says when this starts and ends).
+//! - Every drop is an event with its reason, and counted per reason ([`PrivateChat::drops`]).
+//! - The state of every address with an open conversation and of every friend is pushed
+//!   ([`ChatEvent::RecipientState`]) whenever presence, participant metadata, friendship or
+//!   blocks change it.
+//!
+//! ## Sending
+//!
+//! [`PrivateChat::send`] checks, in order: the recipient's address, the text (not empty, at most
+//! [`PrivateChatConfig::max_chars`] characters), the recipient's state (it must be
+//! [`RecipientState::Connected`]; otherwise nothing is sent and the error names the state), then
+//! sends on the reliable data channel (the participant first waits until the room has announced
+//! us, so the receiver knows who wrote). The answer is the delivery status: `Ok` = on the data
+//! channel, `Err` = not sent, with why.
+//!
+//! ## Bounds
+//!
+//! Events wait for the application in a channel of [`PrivateChatConfig::event_capacity`]; when
+//! the application reads too slowly the internal task waits, so the room's own bounded queue
+//! fills and then drops (reported as [`ChatEvent::Lagged`]). Held packets: see above. Watched
+//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use chat_core::{
+    Accepted, ChatMessage, Filter, RateLimit, Reaction, RecipientState, SendRules, SocialView,
+};
+use livekit_participant::{
+    ConnectError, ConnectionState, Event, Events, IncomingPacket, Options, Participant, Reliability,
+};
+use pchat_core::{Privacy, normalize_address};
+use tokio::sync::mpsc;
+
+use crate::GatekeeperTokens;
+use crate::social::{
+    ConnectionState as SessionState, FullView, SessionConfig, SessionEvent, SocialError,
+    SocialSession, SocialUpdate,
+};
+
+/// Most conversations watched at once (beyond the friends).
+pub const MAX_OPEN_CONVERSATIONS: usize = 1_000;
+pub use chat_core::outgoing::{DEFAULT_MAX_CHARS, MAX_CHARS_LIMIT};
+
+/// How to connect, and the client's limits.
+#[derive(Debug, Clone)]
+pub struct PrivateChatConfig {
+    /// The gatekeeper's base URL (e.g. `http://127.0.0.1:3000`).
+    pub gatekeeper_url: String,
+    /// The social service's WebSocket URL (e.g. `ws://127.0.0.1:3001/`).
+    pub social_url: String,
+    /// Longest message, in UTF-16 code units as the reference client counts (default 155; at
+    /// most [`MAX_CHARS_LIMIT`], what fits one packet).
+    pub max_chars: usize,
+    /// Per-sender receive limit for messages (default on: [`RateLimit::default`]); reactions have
+    /// their own ([`RateLimit::REACTIONS`]). `None` turns both off.
+    pub rate_limit: Option<RateLimit>,
+    /// Packets held while the social view is loading (default 1,024).
+    pub held_packets: usize,
+    /// Events waiting for the application (default 1,024).
+    pub event_capacity: usize,
+    /// The room connection's options.
+    pub room: Options,
+}
+
+impl PrivateChatConfig {
+    pub fn new(gatekeeper_url: &str, social_url: &str) -> Self {
+        PrivateChatConfig {
+            gatekeeper_url: gatekeeper_url.to_owned(),
+            social_url: social_url.to_owned(),
+            max_chars: DEFAULT_MAX_CHARS,
+            rate_limit: Some(RateLimit::default()),
+            held_packets: 1_024,
+            event_capacity: 1_024,
+            room: Options::default(),
+        }
+    }
+}
+
+/// Why a packet was not shown.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DropReason {
+    #[error(transparent)]
+    Filter(#[from] chat_core::Drop),
+    #[error("more packets arrived while the social view was loading than can be held")]
+    HeldTooMany,
+}
+
+impl DropReason {
+    /// A short, stable name for counting and display.
+    pub fn name(&self) -> &'static str {
+        use chat_core::Drop as D;
+        match self {
+            DropReason::HeldTooMany => "held-too-many",
+            DropReason::Filter(d) => match d {
+                D::EmptyTopic => "no-topic",
+                D::NotForMe => "not-for-me",
+                D::BadSender => "bad-sender",
+                D::OwnMessage => "own-message",
+                D::BlockedByMe => "blocked-by-me",
+                D::BlocksMe => "blocks-me",
+                D::NotAFriend => "not-a-friend",
+                D::RateLimited => "rate-limited",
+                D::DuplicateReaction => "duplicate-reaction",
+                D::Packet(_) => "bad-packet",
+            },
+        }
+    }
+}
+
+/// The state of the connection to the social service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocialState {
+    Connecting,
+    Connected,
+    /// Lost; trying again (`attempt` so far), with the last error.
+    Reconnecting {
+        attempt: u32,
+        error: String,
+    },
+}
+
+/// Something that happened, for the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// A message to show. `id` is `"{from}:{OLE timestamp}"`, as the reference client forms it.
+    Message {
+        from: String,
+        message: ChatMessage,
+        id: String,
+    },
+    /// A reaction to show: `from` added (or, with `reaction.removal`, took back) an emoji on the
+    /// message `reaction.message_id`.
+    Reaction {
+        from: String,
+        reaction: Reaction,
+    },
+    /// A packet that is not shown, and why; `count` is how many were dropped for that reason so
+    /// far (for a summary; not to be shown one line each).
+    Dropped {
+        from: String,
+        reason: DropReason,
+        count: u64,
+    },
+    /// The state of a watched address (an open conversation or a friend) changed.
+    RecipientState {
+        address: String,
+        state: RecipientState,
+    },
+    /// The social view was (re)loaded or changed: friends, requests, blocks, my setting.
+    ViewChanged,
+    /// Someone asked to be my friend.
+    FriendshipRequested {
+        from: String,
+        message: Option<String>,
+    },
+    FriendshipAccepted {
+        by: String,
+    },
+    FriendshipRejected {
+        by: String,
+    },
+    FriendshipCancelled {
+        by: String,
+    },
+    FriendshipDeleted {
+        by: String,
+    },
+    /// Someone blocked or unblocked me.
+    BlockedBy {
+        address: String,
+        blocked: bool,
+    },
+    FriendOnline {
+        address: String,
+    },
+    FriendOffline {
+        address: String,
+    },
+    RoomState(ConnectionState),
+    SocialState(SocialState),
+    /// `true`: the social view is unknown or not current, so strangers' messages are dropped
+    /// (only-friends behaviour) until it is; `false`: back to my own setting.
+    FilterFailClosed(bool),
+    /// The room's event queue overflowed: `dropped` packets or room events were lost.
+    Lagged {
+        dropped: u64,
+    },
+}
+
+/// Why [`PrivateChat::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailed {
+    #[error("the wallet's address is not valid: {0:?}")]
+    BadAddress(String),
+    #[error("cannot join the chat room: {0}")]
+    Room(#[from] ConnectError),
+    #[error("bad configuration: {0}")]
+    Config(chat_core::SendError),
+}
+
+/// Why a message was not sent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotSent {
+    #[error("{0:?} is not a wallet address (0x and 40 hex digits)")]
+    BadRecipient(String),
+    #[error("the message is empty")]
+    Empty,
+    #[error("the message has {len} characters; the limit is {limit}")]
+    TooLong { len: usize, limit: usize },
+    #[error("cannot write to {to}: their state is {state:?}")]
+    Recipient { to: String, state: RecipientState },
+    #[error(transparent)]
+    Rules(chat_core::SendError),
+    #[error("the room refused the message: {0}")]
+    Room(#[from] livekit_participant::SendError),
+}
+
+/// A message on the data channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// `"{me}:{OLE timestamp}"`.
+    pub id: String,
+    pub to: String,
+    pub at: SystemTime,
+    pub timestamp: f64,
+}
+
+pub use chat_core::message_id;
+
+/// State shared by the handle and the task.
+struct State {
+    /// The last view read (None before the first read).
+    view: Option<FullView>,
+    /// Whether the social view is current (connected and loaded).
+    social_current: bool,
+    /// Open conversations (lower-case addresses).
+    open: HashSet<String>,
+    /// The last state reported per watched address.
+    reported: HashMap<String, RecipientState>,
+    drops: HashMap<&'static str, u64>,
+}
+
+impl State {
+    /// The view the filter uses: my own, or failing closed.
+    fn filter_view(&self, me: &str) -> Option<SocialView> {
+        let view = self.view.as_ref()?;
+        let mut v = view.social_view();
+        v.me = me.to_owned();
+        if !self.social_current {
+            v.privacy = Privacy::OnlyFriends;
+        }
+        Some(v)
+    }
+
+    fn my_privacy(&self) -> Privacy {
+        match &self.view {
+            Some(v) if self.social_current => v.privacy,
+            _ => Privacy::OnlyFriends,
+        }
+    }
+
+    fn watched(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.open.iter().cloned().collect();
+        if let Some(v) = &self.view {
+            all.extend(
+                v.friends
+                    .iter()
+                    .filter(|f| !self.open.contains(*f))
+                    .cloned(),
+            );
+        }
+        all
+    }
+
+    fn count_drop(&mut self, reason: &DropReason) -> u64 {
+        let n = self.drops.entry(reason.name()).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
+struct Inner {
+    me: String,
+    room: Participant,
+    social: SocialSession,
+    state: Mutex<State>,
+    rules: SendRules,
+}
+
+/// A player's private chat: room + social service, one event stream.
+pub struct PrivateChat {
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PrivateChat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The application's end of the event stream.
+pub struct ChatEvents(mpsc::Receiver<ChatEvent>);
+
+impl ChatEvents {
+    /// The next event; `None` once the chat is closed.
+    pub async fn recv(&mut self) -> Option<ChatEvent> {
+        self.0.recv().await
+    }
+
+    /// The next event within `limit`.
+    pub async fn recv_timeout(&mut self, limit: std::time::Duration) -> Option<ChatEvent> {
+        tokio::time::timeout(limit, self.0.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PrivateChat {
+    /// Joins the room (a token from the gatekeeper) and connects to the social service. The
+    /// room must be reachable now (its error is returned); the social service may not be: its
+    /// connection is retried in the background and the filter fails closed meanwhile.
+    pub async fn connect(
+        identity: authchain::Identity,
+        config: PrivateChatConfig,
+    ) -> Result<(PrivateChat, ChatEvents), ConnectFailed> {
+        let me = identity.address().to_lower_hex();
+        let rules = SendRules::new(config.max_chars).map_err(ConnectFailed::Config)?;
+        let (social, social_events) =
+            SocialSession::start(identity.clone(), SessionConfig::new(&config.social_url));
+        let tokens = GatekeeperTokens::new(&config.gatekeeper_url, identity);
+        let (room, room_events) = Participant::connect(tokens, config.room.clone()).await?;
+        let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
+        let filter = match config.rate_limit {
+            Some(limit) => Filter::with_rate_limit(limit),
+            None => Filter::unlimited(),
+        };
+        let inner = Arc::new(Inner {
+            me,
+            room,
+            social,
+            state: Mutex::new(State {
+                view: None,
+                social_current: false,
+                open: HashSet::new(),
+                reported: HashMap::new(),
+                drops: HashMap::new(),
+            }),
+            rules,
+        });
+        let worker = Worker {
+            inner: Arc::downgrade(&inner),
+            tx,
+            filter,
+            held: VecDeque::new(),
+            held_max: config.held_packets.max(1),
+            fail_closed_reported: None,
+        };
+        let task = tokio::spawn(worker.run(room_events, social_events));
+        Ok((PrivateChat { inner, task }, ChatEvents(rx)))
+    }
+
+    /// My address (lower case).
+    pub fn address(&self) -> &str {
+        &self.inner.me
+    }
+
+    /// The room connection's state.
+    pub fn room_state(&self) -> ConnectionState {
+        self.inner.room.state()
+    }
+
+    /// The social connection's state.
+    pub fn social_state(&self) -> SessionState {
+        self.inner.social.status()
+    }
+
+    /// The last social view read (`None` before the first read).
+    pub fn view(&self) -> Option<FullView> {
+        lock(&self.inner.state).view.clone()
+    }
+
+    /// Packets dropped so far, per [`DropReason::name`].
+    pub fn drops(&self) -> HashMap<&'static str, u64> {
+        lock(&self.inner.state).drops.clone()
+    }
+
+    /// Opens a conversation with `peer`: its state is pushed from now on. Returns the state now.
+    pub async fn open_conversation(&self, peer: &str) -> Result<RecipientState, NotSent> {
+        let peer = normalize_address(peer).map_err(|_| NotSent::BadRecipient(peer.to_owned()))?;
+        let state = recipient_state(&self.inner, &peer).await;
+        let mut s = lock(&self.inner.state);
+        if s.open.len() < MAX_OPEN_CONVERSATIONS || s.open.contains(&peer) {
+            s.open.insert(peer.clone());
+            s.reported.insert(peer, state);
+        }
+        Ok(state)
+    }
+
+    /// Stops pushing `peer`'s state (unless they are a friend).
+    pub fn close_conversation(&self, peer: &str) {
+        if let Ok(peer) = normalize_address(peer) {
+            let mut s = lock(&self.inner.state);
+            s.open.remove(&peer);
+            if !s.view.as_ref().is_some_and(|v| v.friends.contains(&peer)) {
+                s.reported.remove(&peer);
+            }
+        }
+    }
+
+    /// Whether `peer` can be written to now.
+    pub async fn recipient_state(&self, peer: &str) -> Result<RecipientState, NotSent> {
+        let peer = normalize_address(peer).map_err(|_| NotSent::BadRecipient(peer.to_owned()))?;
+        Ok(recipient_state(&self.inner, &peer).await)
+    }
+
+    /// Sends `text` to `to` (see the module docs for the checks). `Ok` once it is on the data
+    /// channel.
+    pub async fn send(&self, to: &str, text: &str) -> Result<Sent, NotSent> {
+        let checked = self
+            .inner
+            .rules
+            .check(to, text)
+            .map_err(|e| not_sent(e, to))?;
+        let state = recipient_state(&self.inner, &checked).await;
+        if state != RecipientState::Connected {
+            return Err(NotSent::Recipient { to: checked, state });
+        }
+        let at = SystemTime::now();
+        let out = self
+            .inner
+            .rules
+            .message(&checked, text, at)
+            .map_err(|e| not_sent(e, to))?;
+        self.put(&out).await?;
+        let timestamp = chat_core::ole::to_ole(at);
+        Ok(Sent {
+            id: message_id(&self.inner.me, timestamp),
+            to: out.to,
+            at,
+            timestamp,
+        })
+    }
+
+    /// Reacts to the message `message_id` of the conversation with `to` with the emoji at
+    /// `emoji_index` of the reference client's atlas (see [`chat_core::reaction::emoji_index`]),
+    /// or takes that reaction back (`removal`). The same checks as [`PrivateChat::send`].
+    pub async fn react(
+        &self,
+        to: &str,
+        message_id: &str,
+        emoji_index: u16,
+        removal: bool,
+    ) -> Result<(), NotSent> {
+        let reaction = Reaction {
+            emoji_index,
+            removal,
+            message_id: message_id.to_owned(),
+            address: self.inner.me.clone(),
+        };
+        let out = self
+            .inner
+            .rules
+            .reaction(to, &reaction)
+            .map_err(|e| not_sent(e, to))?;
+        let state = recipient_state(&self.inner, &out.to).await;
+        if state != RecipientState::Connected {
+            return Err(NotSent::Recipient { to: out.to, state });
+        }
+        self.put(&out).await
+    }
+
+    async fn put(&self, out: &chat_core::Outgoing) -> Result<(), NotSent> {
+        self.inner
+            .room
+            .send(
+                &out.payload,
+                std::slice::from_ref(&out.to),
+                Some(out.topic()),
+                Reliability::Reliable,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The social service, for the social actions (request/accept/reject/cancel/delete
+    /// friendship, block, unblock, set my privacy, lists).
+    pub fn social(&self) -> &SocialSession {
+        &self.inner.social
+    }
+
+    /// Sets my private-messages setting (UpsertSocialSettings).
+    pub async fn set_privacy(&self, privacy: Privacy) -> Result<Privacy, SocialError> {
+        self.inner.social.set_privacy(privacy).await
+    }
+
+    /// Leaves the room and closes the social connection.
+    pub async fn close(self) {
+        self.task.abort();
+        self.inner.social.close().await;
+        self.inner.room.leave().await;
+    }
+}
+
+fn not_sent(e: chat_core::SendError, to: &str) -> NotSent {
+    use chat_core::SendError as E;
+    match e {
+        E::InvalidRecipient => NotSent::BadRecipient(to.chars().take(64).collect()),
+        E::Empty => NotSent::Empty,
+        E::TooLong { len, limit } => NotSent::TooLong { len, limit },
+        other => NotSent::Rules(other),
+    }
+}
+
+/// `peer`'s state as seen from here (fails closed while the social view is not current).
+async fn recipient_state(inner: &Inner, peer: &str) -> RecipientState {
+    let present = inner.room.participant(peer).await;
+    let (my_privacy, is_friend, i_blocked, blocked_me) = {
+        let s = lock(&inner.state);
+        let v = s.view.as_ref();
+        (
+            s.my_privacy(),
+            v.is_some_and(|v| v.friends.contains(peer)),
+            v.is_some_and(|v| v.blocked.contains(peer)),
+            v.is_some_and(|v| v.blocked_by.contains(peer)),
+        )
+    };
+    let room_up = inner.room.state() == ConnectionState::Connected;
+    chat_core::recipient_state(
+        my_privacy,
+        chat_core::recipient::RecipientFacts {
+            in_room: room_up && present.is_some(),
+            their_privacy: present.and_then(|p| Privacy::from_participant_metadata(&p.metadata)),
+            is_friend,
+            i_blocked,
+            blocked_me,
+        },
+    )
+}
+
+/// The task that merges the room's and the social service's events into [`ChatEvent`]s.
+struct Worker {
+    inner: std::sync::Weak<Inner>,
+    tx: mpsc::Sender<ChatEvent>,
+    filter: Filter,
+    /// Packets waiting for the first social view.
+    held: VecDeque<IncomingPacket>,
+    held_max: usize,
+    /// The last fail-closed state reported (None: nothing reported yet).
+    fail_closed_reported: Option<bool>,
+}
+
+impl Worker {
+    async fn run(mut self, mut room: Events, mut social: mpsc::Receiver<SessionEvent>) {
+        let mut social_open = true;
+        loop {
+            tokio::select! {
+                event = room.recv() => match event {
+                    Some(e) => self.on_room(e).await,
+                    None => return,
+                },
+                event = social.recv(), if social_open => match event {
+                    Some(e) => self.on_social(e).await,
+                    None => social_open = false,
+                },
+            }
+            if self.tx.is_closed() {
+                return;
+            }
+        }
+    }
+
+    async fn emit(&self, event: ChatEvent) {
+        let _ = self.tx.send(event).await;
+    }
+
+    async fn on_room(&mut self, event: Event) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match event {
+            Event::Data(packet) => {
+                let loaded = lock(&inner.state).view.is_some();
+                if loaded {
+                    self.judge(&inner, packet).await;
+                } else {
+                    if self.held.len() >= self.held_max
+                        && let Some(old) = self.held.pop_front()
+                    {
+                        let reason = DropReason::HeldTooMany;
+                        let count = lock(&inner.state).count_drop(&reason);
+                        self.emit(ChatEvent::Dropped {
+                            from: old.sender,
+                            reason,
+                            count,
+                        })
+                        .await;
+                    }
+                    self.held.push_back(packet);
+                }
+            }
+            Event::ParticipantJoined(p) | Event::ParticipantLeft(p) => {
+                self.update_states(&inner, Some(&p.identity)).await;
+            }
+            Event::MetadataChanged { participant, .. } => {
+                self.update_states(&inner, Some(&participant.identity))
+                    .await;
+            }
+            Event::ConnectionStateChanged(state) => {
+                self.emit(ChatEvent::RoomState(state)).await;
+                self.update_states(&inner, None).await;
+            }
+            Event::Lagged { dropped } => {
+                self.emit(ChatEvent::Lagged { dropped }).await;
+                // Roster events may be among those lost: recompute everything.
+                self.update_states(&inner, None).await;
+            }
+        }
+    }
+
+    async fn judge(&mut self, inner: &Inner, packet: IncomingPacket) {
+        let view = lock(&inner.state).filter_view(&inner.me);
+        let Some(view) = view else {
+            return;
+        };
+        let verdict = self.filter.check_packet(
+            &view,
+            chat_core::Incoming {
+                sender: &packet.sender,
+                topic: packet.topic.as_deref().unwrap_or(""),
+                payload: &packet.payload,
+            },
+            Instant::now(),
+        );
+        let from = packet.sender.to_ascii_lowercase();
+        match verdict {
+            Ok(Accepted::Message(message)) => {
+                let id = message_id(&from, message.timestamp);
+                self.emit(ChatEvent::Message { from, message, id }).await;
+            }
+            Ok(Accepted::Reaction(reaction)) => {
+                self.emit(ChatEvent::Reaction { from, reaction }).await;
+            }
+            Err(reason) => {
+                let reason = DropReason::Filter(reason);
+                let count = lock(&inner.state).count_drop(&reason);
+                self.emit(ChatEvent::Dropped {
+                    from: packet.sender,
+                    reason,
+                    count,
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn on_social(&mut self, event: SessionEvent) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match event {
+            SessionEvent::State(state) => {
+                let current = state.is_connected() && {
+                    let s = lock(&inner.state);
+                    s.view.is_some()
+                };
+                let shown = match state {
+                    SessionState::Connecting => SocialState::Connecting,
+                    SessionState::Connected => SocialState::Connected,
+                    SessionState::Reconnecting { attempt, error } => SocialState::Reconnecting {
+                        attempt,
+                        error: error.to_string(),
+                    },
+                };
+                self.emit(ChatEvent::SocialState(shown)).await;
+                if !current {
+                    lock(&inner.state).social_current = false;
+                    self.report_fail_closed(true).await;
+                    self.update_states(&inner, None).await;
+                }
+            }
+            SessionEvent::Lagged { dropped } => {
+                self.emit(ChatEvent::Lagged { dropped }).await;
+            }
+            SessionEvent::ViewLoaded(view) | SessionEvent::ViewChanged(view) => {
+                {
+                    let mut s = lock(&inner.state);
+                    s.view = Some(view);
+                    s.social_current = true;
+                }
+                self.emit(ChatEvent::ViewChanged).await;
+                self.report_fail_closed(false).await;
+                for packet in std::mem::take(&mut self.held) {
+                    self.judge(&inner, packet).await;
+                }
+                self.update_states(&inner, None).await;
+            }
+            SessionEvent::Update(update) => {
+                let event = match update {
+                    SocialUpdate::RequestReceived { from, message, .. } => {
+                        ChatEvent::FriendshipRequested { from, message }
+                    }
+                    SocialUpdate::Accepted { by } => ChatEvent::FriendshipAccepted { by },
+                    SocialUpdate::Rejected { by } => ChatEvent::FriendshipRejected { by },
+                    SocialUpdate::Cancelled { by } => ChatEvent::FriendshipCancelled { by },
+                    SocialUpdate::Deleted { by } => ChatEvent::FriendshipDeleted { by },
+                    SocialUpdate::BlockedBy { address } => ChatEvent::BlockedBy {
+                        address,
+                        blocked: true,
+                    },
+                    SocialUpdate::UnblockedBy { address } => ChatEvent::BlockedBy {
+                        address,
+                        blocked: false,
+                    },
+                    // Reported by the block stream as BlockedBy.
+                    SocialUpdate::FriendshipBlocked { .. } => return,
+                    SocialUpdate::FriendConnectivity { address, status } => {
+                        if status.is_online() {
+                            ChatEvent::FriendOnline { address }
+                        } else {
+                            ChatEvent::FriendOffline { address }
+                        }
+                    }
+                };
+                self.emit(event).await;
+            }
+        }
+    }
+
+    async fn report_fail_closed(&mut self, closed: bool) {
+        if self.fail_closed_reported != Some(closed) {
+            self.fail_closed_reported = Some(closed);
+            self.emit(ChatEvent::FilterFailClosed(closed)).await;
+        }
+    }
+
+    /// Recomputes the state of `only` (or of every watched address) and reports changes. An
+    /// address that stops being watched (a friendship ended) gets its new state reported once
+    /// more, then is forgotten.
+    async fn update_states(&mut self, inner: &Inner, only: Option<&str>) {
+        let (candidates, watched): (Vec<String>, Option<HashSet<String>>) = {
+            let s = lock(&inner.state);
+            match only {
+                Some(identity) => {
+                    let id = identity.to_ascii_lowercase();
+                    let watched = s.open.contains(&id)
+                        || s.view.as_ref().is_some_and(|v| v.friends.contains(&id));
+                    (if watched { vec![id] } else { Vec::new() }, None)
+                }
+                None => {
+                    let watched: HashSet<String> = s.watched().into_iter().collect();
+                    let mut all: Vec<String> = watched.iter().cloned().collect();
+                    all.extend(s.reported.keys().filter(|a| !watched.contains(*a)).cloned());
+                    (all, Some(watched))
+                }
+            }
+        };
+        for address in candidates {
+            let state = recipient_state(inner, &address).await;
+            let changed = {
+                let mut s = lock(&inner.state);
+                s.reported.insert(address.clone(), state) != Some(state)
+            };
+            if changed {
+                self.emit(ChatEvent::RecipientState { address, state })
+                    .await;
+            }
+        }
+        if let Some(watched) = watched {
+            lock(&inner.state)
+                .reported
+                .retain(|a, _| watched.contains(a));
+        }
+    }
+}
