@@ -61,6 +61,13 @@ pub trait EventSource: Send {
 }
 
 #[async_trait]
+impl EventSource for crate::sdk::ChatEvents {
+    async fn recv(&mut self) -> Option<ChatEvent> {
+        crate::sdk::ChatEvents::recv(self).await
+    }
+}
+
+#[async_trait]
 impl EventSource for tokio::sync::mpsc::Receiver<ChatEvent> {
     async fn recv(&mut self) -> Option<ChatEvent> {
         tokio::sync::mpsc::Receiver::recv(self).await

@@ -1,107 +1,16 @@
 //! What the app needs of the SDK.
 //!
-//! The event types mirror `pchat_client::private_chat` (`ChatEvent`, `DropReason`,
-//! `SocialState`) until `PrivateChat` is on main; then this module re-exports them and the rest
-//! of the crate is unchanged. [`Backend`] is what the runner asks of a connected chat (the
-//! real `PrivateChat`, or a fake in tests), so the runner is testable without a network.
+//! The events are the SDK's (`pchat_client::private_chat`). [`Backend`] is what the runner asks
+//! of a connected chat — the real [`PrivateChat`], or a fake in tests, so the runner is testable
+//! without a network.
 
 use async_trait::async_trait;
 pub use chat_core::{ChatMessage, RecipientState};
+use chat_core::reaction::emoji_index;
 pub use livekit_participant::ConnectionState;
 use pchat_core::Privacy;
 
-/// Why a packet was not shown (only its name is displayed: drops are summarised, never listed).
-#[derive(Debug, Clone, PartialEq)]
-pub enum DropReason {
-    Filter(chat_core::Drop),
-    HeldTooMany,
-}
-
-impl DropReason {
-    /// A short, stable name for counting and display.
-    pub fn name(&self) -> &'static str {
-        use chat_core::Drop as D;
-        match self {
-            DropReason::HeldTooMany => "held-too-many",
-            DropReason::Filter(d) => match d {
-                D::EmptyTopic => "no-topic",
-                D::NotForMe => "not-for-me",
-                D::BadSender => "bad-sender",
-                D::OwnMessage => "own-message",
-                D::BlockedByMe => "blocked-by-me",
-                D::BlocksMe => "blocks-me",
-                D::NotAFriend => "not-a-friend",
-                D::RateLimited => "rate-limited",
-                D::DuplicateReaction => "duplicate-reaction",
-                D::Packet(_) => "bad-packet",
-            },
-        }
-    }
-}
-
-/// The state of the connection to the social service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SocialState {
-    Connecting,
-    Connected,
-    Reconnecting { attempt: u32, error: String },
-}
-
-/// Something that happened (see `pchat_client::private_chat::ChatEvent`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatEvent {
-    Message {
-        from: String,
-        message: ChatMessage,
-        id: String,
-    },
-    Reaction {
-        from: String,
-        reaction: chat_core::Reaction,
-    },
-    Dropped {
-        from: String,
-        reason: DropReason,
-        count: u64,
-    },
-    RecipientState {
-        address: String,
-        state: RecipientState,
-    },
-    ViewChanged,
-    FriendshipRequested {
-        from: String,
-        message: Option<String>,
-    },
-    FriendshipAccepted {
-        by: String,
-    },
-    FriendshipRejected {
-        by: String,
-    },
-    FriendshipCancelled {
-        by: String,
-    },
-    FriendshipDeleted {
-        by: String,
-    },
-    BlockedBy {
-        address: String,
-        blocked: bool,
-    },
-    FriendOnline {
-        address: String,
-    },
-    FriendOffline {
-        address: String,
-    },
-    RoomState(ConnectionState),
-    SocialState(SocialState),
-    FilterFailClosed(bool),
-    Lagged {
-        dropped: u64,
-    },
-}
+pub use pchat_client::private_chat::{ChatEvent, ChatEvents, DropReason, PrivateChat, SocialState};
 
 /// The part of the social view the app shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,5 +135,54 @@ pub async fn social_action(
         SocialAction::Block(a) => session.block(a).await,
         SocialAction::Unblock(a) => session.unblock(a).await,
         SocialAction::Privacy(p) => session.set_privacy(*p).await.map(|_| ()),
+    }
+}
+
+fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+    BackendError(Box::new(e))
+}
+
+#[async_trait]
+impl Backend for PrivateChat {
+    fn address(&self) -> String {
+        PrivateChat::address(self).to_owned()
+    }
+
+    async fn open_conversation(&self, peer: &str) -> Result<RecipientState, BackendError> {
+        PrivateChat::open_conversation(self, peer)
+            .await
+            .map_err(boxed)
+    }
+
+    fn close_conversation(&self, peer: &str) {
+        PrivateChat::close_conversation(self, peer)
+    }
+
+    async fn send(&self, to: &str, text: &str) -> Result<SentInfo, BackendError> {
+        PrivateChat::send(self, to, text)
+            .await
+            .map(|sent| SentInfo { id: sent.id })
+            .map_err(boxed)
+    }
+
+    fn view(&self) -> Option<ViewSnapshot> {
+        PrivateChat::view(self).as_ref().map(ViewSnapshot::from)
+    }
+
+    async fn social(&self, action: &SocialAction) -> Result<(), BackendError> {
+        match action {
+            SocialAction::Privacy(p) => self.set_privacy(*p).await.map(|_| ()),
+            other => social_action(PrivateChat::social(self), other).await,
+        }
+        .map_err(boxed)
+    }
+
+    async fn react(&self, to: &str, message_id: &str, emoji: &str) -> Result<(), BackendError> {
+        let index = emoji_index(emoji).ok_or_else(|| {
+            BackendError::msg(format!("{emoji:?} is not one of the reference client's reaction emoji"))
+        })?;
+        PrivateChat::react(self, to, message_id, index, false)
+            .await
+            .map_err(boxed)
     }
 }
