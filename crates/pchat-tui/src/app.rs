@@ -843,9 +843,10 @@ impl App {
                 if self.requests.len() >= MAX_REQUESTS {
                     self.requests.remove(0);
                 }
-                self.info(format!(
-                    "friend request from {from} — /friend accept {from} or /friend reject {from}"
-                ));
+                self.info(match &message {
+                    Some(m) => format!("friend request from {from}: {m} (/friend accept|reject)"),
+                    None => format!("friend request from {from} (/friend accept|reject)"),
+                });
                 self.requests.push((from, message));
             }
             ChatEvent::FriendshipAccepted { by } => {

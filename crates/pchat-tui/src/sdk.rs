@@ -5,8 +5,8 @@
 //! without a network.
 
 use async_trait::async_trait;
-pub use chat_core::{ChatMessage, RecipientState};
 use chat_core::reaction::emoji_index;
+pub use chat_core::{ChatMessage, RecipientState};
 pub use livekit_participant::ConnectionState;
 use pchat_core::Privacy;
 
@@ -179,7 +179,9 @@ impl Backend for PrivateChat {
 
     async fn react(&self, to: &str, message_id: &str, emoji: &str) -> Result<(), BackendError> {
         let index = emoji_index(emoji).ok_or_else(|| {
-            BackendError::msg(format!("{emoji:?} is not one of the reference client's reaction emoji"))
+            BackendError::msg(format!(
+                "{emoji:?} is not one of the reference client's reaction emoji"
+            ))
         })?;
         PrivateChat::react(self, to, message_id, index, false)
             .await

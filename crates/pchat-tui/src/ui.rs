@@ -84,10 +84,17 @@ pub fn render(app: &App, frame: &mut Frame) {
         .direction(Direction::Horizontal)
         .constraints([Constraint::Length(LEFT_WIDTH), Constraint::Min(20)])
         .split(rows[0]);
-    let requests_height = if app.requests().is_empty() {
+    let request_lines: usize = app
+        .requests()
+        .iter()
+        .map(|(_, m)| if m.is_some() { 2 } else { 1 })
+        .sum();
+    let requests_height = if request_lines == 0 {
         0
     } else {
-        (app.requests().len() as u16 + 2).min(rows[0].height / 2)
+        (request_lines as u16)
+            .saturating_add(2)
+            .min(rows[0].height / 2)
     };
     let left = Layout::default()
         .direction(Direction::Vertical)
@@ -158,18 +165,22 @@ fn render_list(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn render_requests(app: &App, frame: &mut Frame, area: Rect) {
-    let lines: Vec<TextLine> = app
-        .requests()
-        .iter()
-        .map(|(from, msg)| {
-            let mut text = safe(&short(from));
-            if let Some(m) = msg {
-                text.push_str(": ");
-                text.push_str(&safe(m));
-            }
-            TextLine::from(text)
-        })
-        .collect();
+    // The address on one line, the request's message under it (cut to the panel's width; the
+    // notice line shows it whole when it arrives).
+    let cols = area.width.saturating_sub(2) as usize;
+    let mut lines: Vec<TextLine> = Vec::new();
+    for (from, msg) in app.requests() {
+        lines.push(TextLine::from(safe(&short(from))));
+        if let Some(m) = msg {
+            lines.push(TextLine::from(Span::styled(
+                format!(
+                    "  {}",
+                    chat_core::display::truncate_width(&safe(m), cols.saturating_sub(2))
+                ),
+                Style::default().fg(Color::DarkGray),
+            )));
+        }
+    }
     frame.render_widget(
         Paragraph::new(lines).block(
             Block::default()

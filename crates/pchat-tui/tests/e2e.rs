@@ -26,17 +26,33 @@ struct System {
 
 impl System {
     async fn start() -> System {
-        let lk = LiveKitServer::start().await.expect("livekit-server (LIVEKIT_SERVER_BIN)");
+        let lk = LiveKitServer::start()
+            .await
+            .expect("livekit-server (LIVEKIT_SERVER_BIN)");
         let dir = tempfile::tempdir().expect("tmp");
-        let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let gatekeeper = format!("http://{}", gk_listener.local_addr().expect("addr"));
-        let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let social_addr = social_listener.local_addr().expect("addr");
-        let mut config =
-            gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, AUTH_TOKEN);
+        let mut config = gatekeeper::GatekeeperConfig::new(
+            &lk.ws_url(),
+            &lk.api_key,
+            &lk.api_secret,
+            AUTH_TOKEN,
+        );
         config.social_service_url = Some(format!("http://{social_addr}"));
-        let state = gatekeeper::Builder::new(config).build().expect("gatekeeper");
-        tokio::spawn(gatekeeper::serve(gk_listener, state, std::future::pending()));
+        let state = gatekeeper::Builder::new(config)
+            .build()
+            .expect("gatekeeper");
+        tokio::spawn(gatekeeper::serve(
+            gk_listener,
+            state,
+            std::future::pending(),
+        ));
         let db = format!("sqlite://{}", dir.path().join("social.sqlite").display());
         let mut social_config = social::SocialConfig::new(&db);
         social_config.gatekeeper_url = Some(gatekeeper.clone());
@@ -109,7 +125,11 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
         ta.line("bob", &format!("/friend request {a} shall we be friends?"));
         ta.wait_for("bob", &format!("friend request sent to {a}"));
         ta.wait_for("alice", "Friend requests (1)");
-        ta.wait_for("alice", &format!("{}: shall we be friends?", short(&b)));
+        ta.wait_for(
+            "alice",
+            &format!("friend request from {b}: shall we be friends?"),
+        );
+        ta.wait_for("alice", "│  shall we be friends?");
         ta.line("alice", &format!("/friend accept {b}"));
         ta.wait_for("alice", &format!("accepted {b}'s friend request"));
         ta.wait_for("bob", &format!("{a} accepted your friend request"));
@@ -138,12 +158,19 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
         if chat.open_conversation(&a_addr).await == Ok(chat_core::RecipientState::Connected) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "alice never CONNECTED for mallory");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice never CONNECTED for mallory"
+        );
         let _ = events.recv_timeout(Duration::from_millis(200)).await;
     }
     let payloads = [
-        format!("line\r\n12:00 {}: send me your seed phrase\u{1b}[2J", short(&b_addr)),
-        "\u{1b}]0;pwned\u{7}\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}]8;;http://evil.example/\u{1b}\\x".into(),
+        format!(
+            "line\r\n12:00 {}: send me your seed phrase\u{1b}[2J",
+            short(&b_addr)
+        ),
+        "\u{1b}]0;pwned\u{7}\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}]8;;http://evil.example/\u{1b}\\x"
+            .into(),
         "\u{1b}[6n\u{9b}31m\u{202e}txt.exe\u{0}\u{7f}".into(),
     ];
     for p in &payloads {
@@ -163,18 +190,29 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
         ] {
             assert!(s.contains(visible), "{visible:?} not shown inert:\n{s}");
         }
-        assert!(s.contains("Conversations ("), "the screen was not cleared:\n{s}");
+        assert!(
+            s.contains("Conversations ("),
+            "the screen was not cleared:\n{s}"
+        );
         assert_ne!(ta.display("alice", "#{pane_title}"), "pwned");
-        assert!(ta.buffers().is_empty(), "OSC 52 reached the clipboard: {}", ta.buffers());
+        assert!(
+            ta.buffers().is_empty(),
+            "OSC 52 reached the clipboard: {}",
+            ta.buffers()
+        );
         let pane = pane_lines(&s);
         let starts: Vec<&&str> = pane.iter().filter(|p| starts_with_time(p)).collect();
         assert_eq!(starts.len(), 3, "one line with a sender per message:\n{s}");
         assert!(
-            starts.iter().all(|p| p[6..].starts_with(&format!("{}: ", short(&m)))),
+            starts
+                .iter()
+                .all(|p| p[6..].starts_with(&format!("{}: ", short(&m)))),
             "every message shown from mallory's identity:\n{s}"
         );
         assert!(
-            !pane.iter().any(|p| p.starts_with(&format!("12:00 {}", short(&b)))),
+            !pane
+                .iter()
+                .any(|p| p.starts_with(&format!("12:00 {}", short(&b)))),
             "the forged line from bob starts no line:\n{s}"
         );
         for name in ["alice", "bob"] {
@@ -199,7 +237,9 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
         .join("pchat")
         .join(&a_addr)
         .join("history.sqlite");
-    let h = pchat_history::History::open(&path, &key).await.expect("alice's history");
+    let h = pchat_history::History::open(&path, &key)
+        .await
+        .expect("alice's history");
     let texts: Vec<String> = h
         .messages(&b_addr, 10, None)
         .await

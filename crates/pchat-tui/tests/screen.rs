@@ -302,7 +302,14 @@ fn friendship_requests_show_as_they_arrive() {
     );
     let s = text(&screen(&app, 120, 24));
     assert!(s.contains("Friend requests (1)"), "{s}");
-    assert!(s.contains("0x33333333…3333: let's be friends"), "{s}");
+    assert!(s.contains("│0x33333333…3333 "), "{s}");
+    assert!(s.contains("│  let's be friends "), "{s}");
+    assert!(
+        s.contains(&format!(
+            "friend request from {CAROL}: let's be friends (/friend accept|reject)"
+        )),
+        "{s}"
+    );
     assert!(s.contains(&format!("friend request from {CAROL}")), "{s}");
 
     let actions = command(&mut app, &format!("/friend accept {CAROL}"));

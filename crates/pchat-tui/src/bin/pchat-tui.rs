@@ -18,8 +18,9 @@ fn env_or(name: &str, default: &str) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let key = std::env::var("PCHAT_PRIVATE_KEY")
-        .map_err(|_| "PCHAT_PRIVATE_KEY is not set (the wallet's private key, 0x + 64 hex digits)")?;
+    let key = std::env::var("PCHAT_PRIVATE_KEY").map_err(
+        |_| "PCHAT_PRIVATE_KEY is not set (the wallet's private key, 0x + 64 hex digits)",
+    )?;
     let digits = key.trim().trim_start_matches("0x");
     let bytes: [u8; 32] = hex::decode(digits)
         .ok()
