@@ -88,11 +88,12 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
     let a_addr = alice.address().to_string().to_ascii_lowercase();
     let b_addr = bob.address().to_string().to_ascii_lowercase();
     let t = Arc::new(Tmux::new("e2e"));
+    let mut exits = Vec::new();
     for (name, w) in [("alice", &alice), ("bob", &bob)] {
         let key = format!("0x{}", w.secret_hex().trim_start_matches("0x"));
         let data = home.path().join(name);
         let log = home.path().join(format!("{name}.log"));
-        t.start(
+        let exit = t.start_program(
             name,
             BIN,
             &[
@@ -102,7 +103,9 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
                 ("XDG_DATA_HOME", data.to_str().expect("utf-8")),
                 ("PCHAT_LOG_FILE", log.to_str().expect("utf-8")),
             ],
+            home.path(),
         );
+        exits.push(exit);
     }
     let (ta, a, b) = (t.clone(), a_addr.clone(), b_addr.clone());
     blocking(move || {
@@ -179,6 +182,7 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
     }
     let (ta, m, b) = (t.clone(), m_addr.clone(), b_addr.clone());
     blocking(move || {
+        let exits = exits;
         ta.wait_for("alice", &format!("{} (3)", short(&m)));
         ta.line("alice", &format!("/to {m}"));
         let s = ta.wait_for("alice", "txt.exe");
@@ -215,10 +219,15 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
                 .any(|p| p.starts_with(&format!("12:00 {}", short(&b)))),
             "the forged line from bob starts no line:\n{s}"
         );
-        for name in ["alice", "bob"] {
+        for (name, exit) in ["alice", "bob"].into_iter().zip(&exits) {
             ta.line(name, "/quit");
-            assert_eq!(ta.wait_exit(name), "0", "{name} exits cleanly");
-            assert_eq!(ta.display(name, "#{alternate_on}"), "0");
+            assert_eq!(ta.wait_exit(name, exit), 0, "{name} exits cleanly");
+            exit.assert_cooked();
+            let s = ta.screen(name);
+            assert!(
+                !s.contains("Conversations"),
+                "{name}: alternate screen left:\n{s}"
+            );
         }
     })
     .await;

@@ -13,7 +13,8 @@ const STRANGER: &str = "0x6666666666666666666666666666666666666666";
 #[test]
 fn chat_in_a_real_terminal_with_hostile_payloads() {
     let t = Tmux::new("offline");
-    t.start("app", &format!("{BIN} --nasty"), &[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let exit = t.start_program("app", &format!("{BIN} --nasty"), &[], dir.path());
     t.wait_for("app", "Conversations");
     // The stranger's eleven messages arrived and are counted, not shown until opened.
     t.wait_for("app", "0x66666666…6666 (11)");
@@ -80,15 +81,39 @@ fn chat_in_a_real_terminal_with_hostile_payloads() {
 
     // /quit leaves the alternate screen and raw mode.
     t.line("app", "/quit");
-    assert_eq!(t.wait_exit("app"), "0");
-    assert_eq!(
-        t.display("app", "#{alternate_on}"),
-        "0",
-        "alternate screen left"
-    );
+    assert_eq!(t.wait_exit("app", &exit), 0);
     let s = t.screen("app");
     assert!(
         !s.contains("Conversations"),
         "the app's screen is gone:\n{s}"
     );
+    exit.assert_cooked();
+}
+
+#[test]
+fn a_panic_restores_the_terminal() {
+    let t = Tmux::new("panic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let exit = t.start_program(
+        "app",
+        &format!("{BIN} --panic-on-boom"),
+        &[("RUST_BACKTRACE", "0")],
+        dir.path(),
+    );
+    t.wait_for("app", "Conversations");
+    t.line("app", &format!("/to {PEER}"));
+    t.wait_for("app", &format!("{PEER} — CONNECTED"));
+    t.line("app", "boom");
+    assert_ne!(
+        t.wait_exit("app", &exit),
+        0,
+        "the panic ends the program with an error"
+    );
+    let s = t.screen("app");
+    assert!(
+        s.contains("planted panic for the terminal-restore test"),
+        "the panic message is readable on the normal screen:\n{s}"
+    );
+    assert!(!s.contains("Conversations"), "{s}");
+    exit.assert_cooked();
 }

@@ -1,13 +1,15 @@
 //! The terminal app with no network, for trying it by hand and for the `tmux` tests: one peer
 //! (`0x2222…2222`) is always CONNECTED and answers every message with "echo: <text>"; with
-//! `--nasty`, a stranger (`0x6666…6666`) first sends the hostile payloads of issue #9 (4a).
+//! `--nasty`, a stranger (`0x6666…6666`) first sends the hostile payloads of issue #9 (4a);
+//! with `--panic-on-boom`, the app panics when the echo of "boom" arrives (to test that the
+//! terminal is restored after a panic).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{ChatMessage, RecipientState};
 use pchat_tui::sdk::{Backend, BackendError, ChatEvent, SentInfo, SocialAction, ViewSnapshot};
-use pchat_tui::{RunOptions, run};
+use pchat_tui::{EventSource, RunOptions, run};
 use tokio::sync::mpsc;
 
 const ME: &str = "0x1111111111111111111111111111111111111111";
@@ -76,6 +78,25 @@ impl Backend for Echo {
     }
 }
 
+/// The events, with a panic planted on "echo: boom" when asked.
+struct Events {
+    rx: mpsc::Receiver<ChatEvent>,
+    panic_on_boom: bool,
+}
+
+#[async_trait]
+impl EventSource for Events {
+    async fn recv(&mut self) -> Option<ChatEvent> {
+        let e = self.rx.recv().await;
+        if self.panic_on_boom
+            && matches!(&e, Some(ChatEvent::Message { message, .. }) if message.text == "echo: boom")
+        {
+            panic!("planted panic for the terminal-restore test");
+        }
+        e
+    }
+}
+
 /// The payloads an outside test sent through `pchat chat`.
 const NASTY: &[&str] = &[
     "carriage\rreturn",
@@ -94,6 +115,7 @@ const NASTY: &[&str] = &[
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nasty = std::env::args().any(|a| a == "--nasty");
+    let panic_on_boom = std::env::args().any(|a| a == "--panic-on-boom");
     let (tx, rx) = mpsc::channel(1024);
     let _ = tx
         .send(ChatEvent::RoomState(
@@ -127,6 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let chat = Echo { events: tx };
-    run(chat, rx, RunOptions::default()).await?;
+    let events = Events { rx, panic_on_boom };
+    run(chat, events, RunOptions::default()).await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `capture-pane`, as a person would use the app.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -94,13 +95,46 @@ impl Tmux {
 
     pub fn display(&self, name: &str, format: &str) -> String {
         let out = self.cmd(&["display-message", "-p", "-t", name, format]);
+        assert!(
+            out.status.success(),
+            "tmux display-message {format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    /// Waits until the program in `name` has exited, and returns its exit status.
-    pub fn wait_exit(&self, name: &str) -> String {
+    /// Starts `program` in session `name` through `sh`, which afterwards writes the program's
+    /// exit status and `stty -a` (the terminal modes the program left) into `dir`: tmux's own
+    /// `pane_dead_status` is not always known.
+    pub fn start_program(
+        &self,
+        name: &str,
+        program: &str,
+        env: &[(&str, &str)],
+        dir: &Path,
+    ) -> Exit {
+        let exit = Exit {
+            status: dir.join(format!("{name}.status")),
+            stty: dir.join(format!("{name}.stty")),
+        };
+        let command = format!(
+            "sh -c '{program}; s=$?; stty -a > {stty}; echo $s > {status}'",
+            stty = exit.stty.display(),
+            status = exit.status.display(),
+        );
+        self.start(name, &command, env);
+        exit
+    }
+
+    /// Waits until the program started with [`Tmux::start_program`] has exited; its status.
+    pub fn wait_exit(&self, name: &str, exit: &Exit) -> i32 {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.display(name, "#{pane_dead}") != "1" {
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&exit.status)
+                && let Ok(code) = s.trim().parse()
+            {
+                return code;
+            }
             assert!(
                 Instant::now() < deadline,
                 "{name} did not quit:\n{}",
@@ -108,7 +142,6 @@ impl Tmux {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.display(name, "#{pane_dead_status}")
     }
 
     /// What tmux's paste buffers hold (an OSC 52 that reached the terminal would land there).
@@ -122,6 +155,23 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// Where a program's exit status and terminal modes are written.
+pub struct Exit {
+    status: PathBuf,
+    stty: PathBuf,
+}
+
+impl Exit {
+    /// Asserts the terminal is out of raw mode (canonical input, echo, signals).
+    pub fn assert_cooked(&self) {
+        let modes = std::fs::read_to_string(&self.stty).expect("stty -a ran after the program");
+        let words: Vec<&str> = modes.split_whitespace().collect();
+        for mode in ["icanon", "echo", "isig"] {
+            assert!(words.contains(&mode), "{mode} not restored: {modes}");
+        }
     }
 }
 
