@@ -2,6 +2,8 @@
 //
 //   node rfc4.mjs encode-chat <text> <timestamp> <protocol_version>  → hex of the Packet
 //   node rfc4.mjs encode-position                                     → hex of a position Packet
+//   node rfc4.mjs encode-reaction <emoji_index> <message_id> <address> → hex of a ChatReaction
+//                                   Packet (emoji_index as sent: ~index for a removal)
 //   node rfc4.mjs decode <hex>                                        → JSON of the Packet
 import pkg from '@dcl/protocol/out-js/decentraland/kernel/comms/rfc4/comms.gen.js'
 
@@ -22,6 +24,13 @@ if (mode === 'encode-chat') {
     protocolVersion: 100
   }).finish()
   console.log(hex(bytes))
+} else if (mode === 'encode-reaction') {
+  const [emojiIndex, messageId, address] = args
+  const bytes = Packet.encode({
+    message: { $case: 'chatReaction', chatReaction: { emojiIndex: Number(emojiIndex), messageId, address } },
+    protocolVersion: 100
+  }).finish()
+  console.log(hex(bytes))
 } else if (mode === 'decode') {
   const p = Packet.decode(Buffer.from(args[0], 'hex'))
   console.log(JSON.stringify({
@@ -29,9 +38,10 @@ if (mode === 'encode-chat') {
     message: p.message?.chat?.message ?? null,
     timestamp: p.message?.chat?.timestamp ?? null,
     forwardedFrom: p.message?.chat?.forwardedFrom ?? null,
+    reaction: p.message?.chatReaction ?? null,
     protocolVersion: p.protocolVersion
   }))
 } else {
-  console.error('usage: rfc4.mjs encode-chat|encode-position|decode …')
+  console.error('usage: rfc4.mjs encode-chat|encode-position|encode-reaction|decode …')
   process.exit(2)
 }

@@ -30,7 +30,10 @@
 //!   violation: the stream ends with [`RpcError::Protocol`] and is cancelled on the server;
 //! - frames and messages larger than `max_frame_bytes` (1 MiB) end the connection;
 //! - outgoing frames wait in a queue of `send_queue` (256); a call waits for room (within its
-//!   timeout).
+//!   timeout);
+//! - a connection on which nothing arrives, not even a ping, for `idle_timeout` (90 s; our
+//!   server pings every 30 s) is taken as dead: it ends with [`RpcError::Timeout`] for every
+//!   waiter.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -63,6 +66,11 @@ pub struct ClientConfig {
     pub max_frame_bytes: usize,
     /// Outgoing frames queued for the writer. Default 256.
     pub send_queue: usize,
+    /// A connection on which nothing at all arrives (no frame, not even the server's pings)
+    /// for this long is taken as dead and ends with [`RpcError::Timeout`]: without it, a
+    /// server that vanished without closing (a lost network) would leave every waiter waiting.
+    /// Default 90 s (three of our server's 30 s ping intervals); `None` waits forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -74,6 +82,7 @@ impl Default for ClientConfig {
             stream_buffer: 16,
             max_frame_bytes: 1 << 20,
             send_queue: 256,
+            idle_timeout: Some(Duration::from_secs(90)),
         }
     }
 }
@@ -346,7 +355,7 @@ impl RpcClient {
                 url: url.to_owned(),
                 source: Arc::new(e),
             })?;
-        match read_frame(&mut ws).await? {
+        match read_frame(&mut ws, None).await? {
             Frame::ServerReady { .. } => {}
             other => {
                 return Err(RpcError::Protocol(format!(
@@ -384,9 +393,10 @@ impl RpcClient {
         });
         // The reader holds only a weak handle, so dropping every handle closes the connection.
         let weak = Arc::downgrade(&inner);
+        let idle = inner.config.idle_timeout;
         tokio::spawn(async move {
             let end = loop {
-                let frame = match read_frame(&mut stream).await {
+                let frame = match read_frame(&mut stream, idle).await {
                     Ok(f) => f,
                     Err(e) => break e,
                 };
@@ -410,10 +420,12 @@ impl RpcClient {
                 }
             };
             tracing::debug!(error = %end, "dcl-rpc connection ended");
-            if let Some(inner) = weak.upgrade()
-                && let Ok(mut t) = inner.table.lock()
-            {
-                t.close(end);
+            if let Some(inner) = weak.upgrade() {
+                if let Ok(mut t) = inner.table.lock() {
+                    t.close(end);
+                }
+                // The writer stops too (and closes the socket, if it still can).
+                let _ = inner.out.try_send(Out::Close);
             }
         });
         Ok(RpcClient { inner })
@@ -798,13 +810,20 @@ impl<Item> Drop for ServerStream<Item> {
     }
 }
 
-/// Reads the next dcl-rpc frame (pings and pongs skipped).
-async fn read_frame<S>(stream: &mut S) -> Result<Frame, RpcError>
+/// Reads the next dcl-rpc frame (pings and pongs skipped); with `idle`, at most that long
+/// for each WebSocket message (a ping counts).
+async fn read_frame<S>(stream: &mut S, idle: Option<Duration>) -> Result<Frame, RpcError>
 where
     S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
     loop {
-        match stream.next().await {
+        let next = match idle {
+            Some(limit) => tokio::time::timeout(limit, stream.next())
+                .await
+                .map_err(|_| RpcError::Timeout(limit))?,
+            None => stream.next().await,
+        };
+        match next {
             Some(Ok(Message::Binary(b))) => {
                 return Frame::decode(&b).map_err(RpcError::Wire);
             }
@@ -831,7 +850,11 @@ where
                     tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
                 ),
             ))
-            | None => return Err(RpcError::closed("the connection ended without a close frame")),
+            | None => {
+                return Err(RpcError::closed(
+                    "the connection ended without a close frame",
+                ));
+            }
             Some(Err(e)) => return Err(RpcError::Transport(Arc::new(e))),
         }
     }

@@ -2,10 +2,20 @@
 
 use super::*;
 
-fn stream_slot(table: &mut Table, n: u32, buffer: usize) -> (mpsc::Receiver<StreamMessage>, StreamEnd) {
+fn stream_slot(
+    table: &mut Table,
+    n: u32,
+    buffer: usize,
+) -> (mpsc::Receiver<StreamMessage>, StreamEnd) {
     let (tx, rx) = mpsc::channel(buffer);
     let end: StreamEnd = Arc::new(OnceLock::new());
-    table.streams.insert(n, StreamSlot { tx, end: end.clone() });
+    table.streams.insert(
+        n,
+        StreamSlot {
+            tx,
+            end: end.clone(),
+        },
+    );
     (rx, end)
 }
 
@@ -57,7 +67,10 @@ fn stream_items_go_to_their_stream_and_the_close_ends_it_normally() {
     }
     assert!(other.try_recv().is_err());
     assert_eq!(t.route(item(9, 3, true)), Routed::Done);
-    assert!(matches!(end.get(), Some(None)), "ended by the server, no error");
+    assert!(
+        matches!(end.get(), Some(None)),
+        "ended by the server, no error"
+    );
     assert!(!t.streams.contains_key(&9));
     // Items for a stream already gone (cancelled here) are dropped.
     assert_eq!(t.route(item(9, 4, false)), Routed::Done);
@@ -88,7 +101,10 @@ fn split_identifier_number(id: u32) -> u32 {
 fn a_remote_error_ends_a_stream_with_its_text() {
     let mut t = Table::default();
     let (_rx, end) = stream_slot(&mut t, 4, 2);
-    assert_eq!(t.route(Frame::remote_error(4, 0, "Too many open streams")), Routed::Done);
+    assert_eq!(
+        t.route(Frame::remote_error(4, 0, "Too many open streams")),
+        Routed::Done
+    );
     match end.get() {
         Some(Some(RpcError::Remote { message, .. })) => {
             assert_eq!(message, "Too many open streams")
@@ -132,11 +148,17 @@ fn closing_tells_every_waiter_why_and_refuses_new_ones() {
     });
     assert!(matches!(
         rx.try_recv(),
-        Ok(Err(RpcError::Closed { code: Some(1001), .. }))
+        Ok(Err(RpcError::Closed {
+            code: Some(1001),
+            ..
+        }))
     ));
     assert!(matches!(
         end.get(),
-        Some(Some(RpcError::Closed { code: Some(1001), .. }))
+        Some(Some(RpcError::Closed {
+            code: Some(1001),
+            ..
+        }))
     ));
     assert!(t.closed.is_some());
     assert_eq!(t.waiting(), 0);
@@ -148,5 +170,8 @@ fn close_errors_name_code_and_reason() {
         code: Some(3003),
         reason: "Unauthorized".into(),
     };
-    assert_eq!(e.to_string(), "the connection closed (code 3003: Unauthorized)");
+    assert_eq!(
+        e.to_string(),
+        "the connection closed (code 3003: Unauthorized)"
+    );
 }

@@ -108,7 +108,10 @@ async fn unary_calls_and_an_acknowledged_stream() {
             .expect("an item");
         match u.update {
             Some(v2::friendship_update::Update::Request(r)) => {
-                assert_eq!(r.friend.map(|f| f.address).as_deref(), Some(address.as_str()));
+                assert_eq!(
+                    r.friend.map(|f| f.address).as_deref(),
+                    Some(address.as_str())
+                );
                 assert_eq!(r.message.as_deref(), Some("hello"));
             }
             other => panic!("{other:?}"),
@@ -132,7 +135,13 @@ async fn a_refused_auth_frame_is_closed_with_its_code() {
         .err()
         .expect("refused");
     assert!(
-        matches!(e, RpcError::Closed { code: Some(3003), .. }),
+        matches!(
+            e,
+            RpcError::Closed {
+                code: Some(3003),
+                ..
+            }
+        ),
         "{e:?}"
     );
 }
@@ -166,7 +175,16 @@ async fn a_server_that_stops_ends_calls_and_streams_with_closed() {
         .await
         .expect("ends in time")
         .expect_err("closed");
-    assert!(matches!(e, RpcError::Closed { code: Some(1001), .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            RpcError::Closed {
+                code: Some(1001),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     let e = m
         .call::<(), v2::GetBlockingStatusResponse>("GetBlockingStatus", &())
         .await
@@ -204,8 +222,6 @@ async fn a_dropped_stream_is_cancelled_and_frees_its_place() {
         .expect_err("over the bound");
     assert!(matches!(e, RpcError::TooManyPending(2)), "{e:?}");
     drop((a, b));
-    let _: v2::GetBlockingStatusResponse = m
-        .call("GetBlockingStatus", &())
-        .await
-        .expect("room again");
+    let _: v2::GetBlockingStatusResponse =
+        m.call("GetBlockingStatus", &()).await.expect("room again");
 }

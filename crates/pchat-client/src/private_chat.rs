@@ -703,7 +703,12 @@ impl Worker {
             SessionEvent::Lagged { dropped } => {
                 self.emit(ChatEvent::Lagged { dropped }).await;
             }
-            SessionEvent::ViewLoaded(view) | SessionEvent::ViewChanged(view) => {
+            SessionEvent::ViewLoaded(_) | SessionEvent::ViewChanged => {
+                // The session's view is the current one (None: lost again meanwhile; the
+                // State event that says so follows).
+                let Some(view) = inner.social.view() else {
+                    return;
+                };
                 {
                     let mut s = lock(&inner.state);
                     s.view = Some(view);

@@ -139,7 +139,7 @@ impl Player {
         let mut loaded = None;
         loop {
             match self.event().await {
-                SessionEvent::ViewLoaded(v) => loaded = Some(v),
+                SessionEvent::ViewLoaded(v) => loaded = Some(*v),
                 SessionEvent::State(ConnectionState::Connected) => {
                     let v = loaded.expect("the view is loaded before Connected");
                     assert!(self.session.view().is_some());
@@ -424,6 +424,8 @@ async fn the_session_reconnects_and_reloads_a_change_made_while_away() {
         .await
         .expect("set");
     assert_eq!(a.view().privacy, Privacy::OnlyFriends);
+    // …and say so.
+    while !matches!(a.event().await, SessionEvent::ViewChanged) {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,10 +454,7 @@ async fn a_session_that_never_connects_keeps_trying_and_refuses_actions() {
     }
     assert_eq!(seen, [1, 2]);
     assert!(session.view().is_none());
-    let e = session
-        .block(&session.address().to_owned())
-        .await
-        .expect_err("offline");
+    let e = session.block(session.address()).await.expect_err("offline");
     assert!(matches!(e, SocialError::NotConnected), "{e:?}");
 }
 

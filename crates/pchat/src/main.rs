@@ -6,6 +6,12 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+// The endpoints of the player commands (issue #9): unused until those commands land.
+#[allow(dead_code)]
+mod args;
+mod identity;
+mod up;
+
 #[derive(Parser)]
 #[command(
     name = "pchat",
@@ -84,6 +90,12 @@ enum Command {
         )]
         gatekeeper: String,
     },
+    /// Run the whole system locally: livekit-server, the social service (SQLite in the data
+    /// directory) and the gatekeeper, on 127.0.0.1; stops on Ctrl-C or SIGTERM.
+    Up(up::UpArgs),
+    /// Make a player's key file, or show the address of one.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
     /// Print signed-fetch headers (ADR-44) for a request, as JSON, with a fresh random wallet
     /// unless --private-key is given.
     SignHeaders {
@@ -143,9 +155,24 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> 
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    // One line on stderr for any error, its causes joined with ": ".
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Up(args) => {
+            up::init_tracing();
+            up::run(args).await?
+        }
+        Command::Identity(command) => identity::run(command)?,
         Command::Gatekeeper(config) => {
             init_tracing();
             let listener = bind(&config.host, config.port).await?;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use common::{Client, item};
 use livekit_testkit::RedisServer;
-use prost::Message;
 use social::{App, SocialConfig};
 use social_proto::v2;
 
@@ -311,7 +310,10 @@ async fn cached_reads_follow_changes_made_on_another_instance() {
 /// (address, status) of a connectivity update.
 fn connectivity(u: &v2::FriendConnectivityUpdate) -> (String, i32) {
     (
-        u.friend.as_ref().map(|f| f.address.clone()).unwrap_or_default(),
+        u.friend
+            .as_ref()
+            .map(|f| f.address.clone())
+            .unwrap_or_default(),
         u.status,
     )
 }

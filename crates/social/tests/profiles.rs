@@ -18,7 +18,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::{Client, item};
-use prost::Message;
 use social::{App, SocialConfig};
 use social_proto::v2;
 

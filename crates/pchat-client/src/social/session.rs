@@ -7,8 +7,10 @@
 //!   streams are opened first so that no change made during the load is missed (applying an
 //!   update twice changes nothing).
 //! - The view is kept current from the streams (and from my own actions, which the service does
-//!   not report back to me). The connectivity stream starts with the friends online now, so
-//!   [`FullView::online`] fills in just after `Connected`.
+//!   not report back to me; actions made with the same wallet on another connection are seen
+//!   at the next reload). The connectivity stream starts with the friends online now, so
+//!   [`FullView::online`] fills in just after `Connected`; a friend made later shows as online
+//!   at their next connectivity change (the service announces changes only).
 //! - When the connection is lost, [`SocialSession::view`] is `None` (unknown: the caller must
 //!   fail closed) and the session reconnects after 1 s, 2 s, 4 s, … at most 30 s (each pause
 //!   drawn between half and all of that, so clients do not come back in step), reporting
@@ -125,69 +127,60 @@ impl FullView {
         }
     }
 
-    fn forget(&mut self, other: &str) {
-        self.friends.remove(other);
+    /// Ends every friendship and request with `other`; whether there was one.
+    fn forget(&mut self, other: &str) -> bool {
         self.online.remove(other);
-        self.pending_in.remove(other);
-        self.pending_out.remove(other);
+        let friend = self.friends.remove(other);
+        let inc = self.pending_in.remove(other).is_some();
+        let out = self.pending_out.remove(other).is_some();
+        friend | inc | out
     }
 
     /// Applies an update from the service; whether the view changed.
     pub fn apply(&mut self, update: &SocialUpdate) -> bool {
-        let before = self.clone();
         match update {
             SocialUpdate::RequestReceived {
                 from,
                 message,
                 created_at,
             } => {
-                let id = self
-                    .pending_in
-                    .get(from)
-                    .map(|r| r.id.clone())
-                    .unwrap_or_default();
-                self.pending_in.insert(
-                    from.clone(),
-                    FriendRequest {
-                        address: from.clone(),
-                        message: message.clone(),
-                        created_at: *created_at,
-                        id,
-                    },
-                );
+                let request = FriendRequest {
+                    address: from.clone(),
+                    message: message.clone(),
+                    created_at: *created_at,
+                    id: self
+                        .pending_in
+                        .get(from)
+                        .map(|r| r.id.clone())
+                        .unwrap_or_default(),
+                };
+                self.pending_in.insert(from.clone(), request.clone()) != Some(request)
             }
             SocialUpdate::Accepted { by } => {
-                self.pending_out.remove(by);
-                self.pending_in.remove(by);
-                self.friends.insert(by.clone());
+                let out = self.pending_out.remove(by).is_some();
+                let inc = self.pending_in.remove(by).is_some();
+                self.friends.insert(by.clone()) | out | inc
             }
-            SocialUpdate::Rejected { by } => {
-                self.pending_out.remove(by);
-            }
-            SocialUpdate::Cancelled { by } => {
-                self.pending_in.remove(by);
-            }
+            SocialUpdate::Rejected { by } => self.pending_out.remove(by).is_some(),
+            SocialUpdate::Cancelled { by } => self.pending_in.remove(by).is_some(),
             SocialUpdate::Deleted { by } => {
-                self.friends.remove(by);
                 self.online.remove(by);
+                self.friends.remove(by)
             }
             SocialUpdate::BlockedBy { address } => {
-                self.forget(address);
-                self.blocked_by.insert(address.clone());
+                let forgot = self.forget(address);
+                self.blocked_by.insert(address.clone()) | forgot
             }
             SocialUpdate::FriendshipBlocked { by } => self.forget(by),
-            SocialUpdate::UnblockedBy { address } => {
-                self.blocked_by.remove(address);
-            }
+            SocialUpdate::UnblockedBy { address } => self.blocked_by.remove(address),
             SocialUpdate::FriendConnectivity { address, status } => {
                 if status.is_online() && self.friends.contains(address) {
-                    self.online.insert(address.clone());
+                    self.online.insert(address.clone())
                 } else {
-                    self.online.remove(address);
+                    self.online.remove(address)
                 }
             }
         }
-        *self != before
     }
 }
 
@@ -203,9 +196,11 @@ pub enum SessionEvent {
     /// The connection's state changed.
     State(ConnectionState),
     /// The whole view was (re)loaded; `Connected` follows.
-    ViewLoaded(FullView),
-    /// The view changed (after an update or one of my actions): the whole new view.
-    ViewChanged(FullView),
+    ViewLoaded(Box<FullView>),
+    /// The view changed (after an update or one of my actions): read it with
+    /// [`SocialSession::view`]. (Not carried in the event, so that a full channel holds no
+    /// copies of a large view.)
+    ViewChanged,
     /// A change pushed by the service.
     Update(SocialUpdate),
     /// `dropped` events were dropped because the channel was full (see the module docs).
@@ -250,20 +245,11 @@ impl Shared {
     /// Changes the view (if known) with `f`; reports it when it changed.
     fn change(&self, f: impl FnOnce(&mut FullView) -> bool) {
         let changed = match self.view.lock() {
-            Ok(mut v) => match v.as_mut() {
-                Some(view) => {
-                    if f(view) {
-                        Some(view.clone())
-                    } else {
-                        None
-                    }
-                }
-                None => None,
-            },
-            Err(_) => None,
+            Ok(mut v) => v.as_mut().is_some_and(f),
+            Err(_) => false,
         };
-        if let Some(view) = changed {
-            self.events.emit(SessionEvent::ViewChanged(view));
+        if changed {
+            self.events.emit(SessionEvent::ViewChanged);
         }
     }
 }
@@ -282,7 +268,11 @@ impl Drop for SocialSession {
 
 impl SocialSession {
     /// Starts the session for `identity`'s wallet: returns at once, with the receiver of its
-    /// events (the first is `State(Connecting)`).
+    /// events (the first is `State(Connecting)`). Must be called within a Tokio runtime.
+    ///
+    /// Every (re)connection signs a fresh auth frame with `identity`; once its auth chain has
+    /// expired the service refuses it (close code 3003) and the session keeps reporting
+    /// `Reconnecting` with that error: start a new session with a new identity then.
     pub fn start(
         identity: authchain::Identity,
         config: SessionConfig,
@@ -418,9 +408,8 @@ impl SocialSession {
         self.client()?.block(address).await?;
         let address = address.to_ascii_lowercase();
         self.shared.change(|v| {
-            v.forget(&address);
-            v.blocked.insert(address);
-            true
+            let forgot = v.forget(&address);
+            v.blocked.insert(address) | forgot
         });
         Ok(())
     }
@@ -528,7 +517,7 @@ async fn run(shared: Arc<Shared>, identity: authchain::Identity, config: Session
                 if let Ok(mut c) = shared.client.lock() {
                     *c = Some(client.clone());
                 }
-                shared.events.emit(SessionEvent::ViewLoaded(view));
+                shared.events.emit(SessionEvent::ViewLoaded(Box::new(view)));
                 shared.set_state(ConnectionState::Connected);
                 while let Some(update) = updates.recv().await {
                     shared.change(|v| v.apply(&update));

@@ -98,7 +98,8 @@ impl Client {
 pub async fn item<T: prost::Message + Default>(stream: &mut Stream<T>) -> T {
     match stream.next().await {
         Ok(Some(item)) => item,
-        other => panic!("expected a stream item, got {other:?}"),
+        Ok(None) => panic!("the stream ended"),
+        Err(e) => panic!("the stream failed: {e:?}"),
     }
 }
 
