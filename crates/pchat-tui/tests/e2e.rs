@@ -182,7 +182,6 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
     }
     let (ta, m, b) = (t.clone(), m_addr.clone(), b_addr.clone());
     blocking(move || {
-        let exits = exits;
         ta.wait_for("alice", &format!("{} (3)", short(&m)));
         ta.line("alice", &format!("/to {m}"));
         let s = ta.wait_for("alice", "txt.exe");
@@ -219,6 +218,34 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
                 .any(|p| p.starts_with(&format!("12:00 {}", short(&b)))),
             "the forged line from bob starts no line:\n{s}"
         );
+    })
+    .await;
+
+    // Mallory floods: what the receive rate limit drops is summarised on one status line.
+    for i in 0..30 {
+        let _ = chat.send(&a_addr, &format!("spam {i}")).await;
+    }
+    let (ta, a, b) = (t.clone(), a_addr.clone(), b_addr.clone());
+    blocking(move || {
+        let exits = exits;
+        let s = ta.wait_for("alice", "rate-limited");
+        let status: Vec<&str> = s.lines().filter(|l| l.contains("dropped")).collect();
+        assert_eq!(status.len(), 1, "one summary line:\n{s}");
+        assert!(status[0].contains("room: connected"), "{s}");
+        assert!(
+            !s.contains("spam 29"),
+            "the dropped ones are not shown:\n{s}"
+        );
+
+        // Bob blocks Alice: both sides see it live (to Alice it looks like Bob went away).
+        ta.line("bob", &format!("/block {a}"));
+        ta.wait_for("bob", &format!("blocked {a}"));
+        ta.wait_for("bob", &format!("{a} — BLOCKED"));
+        ta.wait_for("bob", "input disabled: ");
+        ta.line("alice", &format!("/to {b}"));
+        ta.wait_for("alice", &format!("{b} — DISCONNECTED"));
+        ta.wait_for("alice", "is DISCONNECTED: not in the chat room");
+
         for (name, exit) in ["alice", "bob"].into_iter().zip(&exits) {
             ta.line(name, "/quit");
             assert_eq!(ta.wait_exit(name, exit), 0, "{name} exits cleanly");
