@@ -597,6 +597,12 @@ impl App {
                 self.open = Some(prev);
                 return actions;
             }
+            // No longer watched (unless a friend): its last state would go stale.
+            if !self.friends.contains(&prev)
+                && let Some(c) = self.conversation_mut(&prev)
+            {
+                c.state = None;
+            }
             actions.push(Action::Close { peer: prev });
         }
         if self.conversation_mut(&peer).is_none() {

@@ -507,6 +507,9 @@ fn commands_become_actions_and_failures_show() {
             Action::Open { peer: CAROL.into() }
         ]
     );
+    // Bob is no longer watched: his last state is not shown as if it were live.
+    let s = text(&screen(&app, 140, 24));
+    assert!(s.contains("  · 0x22222222…2222"), "{s}");
     assert_eq!(command(&mut app, "/quit"), vec![Action::Quit]);
     assert!(app.should_quit());
 }
