@@ -1,6 +1,7 @@
 // The official comms codec (@dcl/protocol rfc4.Packet) for the chat-core wire tests.
 //
 //   node rfc4.mjs encode-chat <text> <timestamp> <protocol_version>  → hex of the Packet
+//   node rfc4.mjs encode-chat-hex <hex of the UTF-8 text> <timestamp> <protocol_version>
 //   node rfc4.mjs encode-position                                     → hex of a position Packet
 //   node rfc4.mjs encode-reaction <emoji_index> <message_id> <address> → hex of a ChatReaction
 //                                   Packet (emoji_index as sent: ~index for a removal)
@@ -11,8 +12,10 @@ const { Packet } = pkg
 const [mode, ...args] = process.argv.slice(2)
 const hex = (bytes) => Buffer.from(bytes).toString('hex')
 
-if (mode === 'encode-chat') {
-  const [message, timestamp, version] = args
+if (mode === 'encode-chat' || mode === 'encode-chat-hex') {
+  const [text, timestamp, version] = args
+  // encode-chat-hex takes the text as hex of its UTF-8 (for texts with NUL, which argv cannot carry)
+  const message = mode === 'encode-chat-hex' ? Buffer.from(text, 'hex').toString('utf8') : text
   const bytes = Packet.encode({
     message: { $case: 'chat', chat: { message, timestamp: Number(timestamp) } },
     protocolVersion: Number(version)

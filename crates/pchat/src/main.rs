@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-// The endpoints of the player commands (issue #9): unused until those commands land.
-#[allow(dead_code)]
 mod args;
+mod demo;
 mod identity;
+mod player;
 mod up;
 
 #[derive(Parser)]
@@ -51,44 +51,76 @@ enum Command {
         #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
         private_key: Option<String>,
     },
-    /// Chat as a wallet: join the room through the gatekeeper, optionally send one message, and
-    /// print what arrives (filtered by the social service's view when --social is given).
-    Chat {
-        /// Gatekeeper base URL.
-        #[arg(
-            long,
-            env = "PCHAT_GATEKEEPER_URL",
-            default_value = "http://127.0.0.1:3000"
-        )]
-        gatekeeper: String,
-        /// Social service WebSocket (e.g. ws://127.0.0.1:3001/); unset: no friends or blocks,
-        /// privacy "all".
-        #[arg(long, env = "PCHAT_SOCIAL_URL")]
-        social: Option<String>,
-        /// Owner private key (hex). Default: a new random key.
-        #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
-        private_key: Option<String>,
-        /// Recipient address.
-        #[arg(long, requires = "message")]
-        to: Option<String>,
-        /// Text to send to --to.
-        #[arg(long, requires = "to")]
-        message: Option<String>,
-        /// Seconds to print incoming messages (default: 0 when sending, 60 otherwise).
-        #[arg(long)]
-        listen_seconds: Option<u64>,
+    /// Send one private message: waits (at most --wait seconds) until the recipient can receive
+    /// it, sends it, prints {"sent":true,…}. Exit status: 0 sent, 1 not sent (the line says
+    /// why), 2 bad input, 3 a service cannot be reached.
+    Send {
+        /// The recipient's wallet address.
+        address: String,
+        /// The message (at most 155 characters).
+        text: String,
+        /// Longest wait for the recipient to be reachable, in seconds.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+        #[command(flatten)]
+        identity: identity::IdentityArgs,
+        #[command(flatten)]
+        endpoints: args::EndpointArgs,
     },
-    /// Show private chat working: three fresh wallets join the room through the gatekeeper;
-    /// Alice writes to Bob (only Bob receives it), then Bob accepts only friends and Alice's next
-    /// message is filtered out.
+    /// Print what arrives, one JSON object per line ({"type":"message","from":…,"text":…});
+    /// dropped packets are summarised on stderr. Until Ctrl-C, or for --seconds.
+    Listen {
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+        #[command(flatten)]
+        identity: identity::IdentityArgs,
+        #[command(flatten)]
+        endpoints: args::EndpointArgs,
+    },
+    /// Friends: list, requests, request/accept/reject/cancel/remove <address>.
+    Friends {
+        #[command(subcommand)]
+        command: player::FriendsCommand,
+        #[command(flatten)]
+        identity: identity::IdentityArgs,
+        #[command(flatten)]
+        endpoints: args::EndpointArgs,
+    },
+    /// Block a user (no messages either way; any friendship ends).
+    Block {
+        address: String,
+        #[command(flatten)]
+        identity: identity::IdentityArgs,
+        #[command(flatten)]
+        endpoints: args::EndpointArgs,
+    },
+    /// Unblock a user.
+    Unblock {
+        address: String,
+        #[command(flatten)]
+        identity: identity::IdentityArgs,
+        #[command(flatten)]
+        endpoints: args::EndpointArgs,
+    },
+    /// Show my private-messages setting, or set it: all | only-friends.
+    Privacy {
+        setting: Option<String>,
+        #[command(flatten)]
+        identity: identity::IdentityArgs,
+        #[command(flatten)]
+        endpoints: args::EndpointArgs,
+    },
+    /// Act out ADR-208 with three players and a spammer, every step through the real services,
+    /// narrated; exits non-zero if a step does not behave as stated. With no endpoints given it
+    /// starts its own system (as `pchat up` does, on free ports, in a temporary directory).
     Demo {
-        /// Gatekeeper base URL.
-        #[arg(
-            long,
-            env = "PCHAT_GATEKEEPER_URL",
-            default_value = "http://127.0.0.1:3000"
-        )]
-        gatekeeper: String,
+        /// Gatekeeper base URL (with --social: use a running system).
+        #[arg(long, env = "PCHAT_GATEKEEPER_URL", requires = "social")]
+        gatekeeper: Option<String>,
+        /// Social service WebSocket URL.
+        #[arg(long, env = "PCHAT_SOCIAL_URL", requires = "gatekeeper")]
+        social: Option<String>,
     },
     /// Run the whole system locally: livekit-server, the social service (SQLite in the data
     /// directory) and the gatekeeper, on 127.0.0.1; stops on Ctrl-C or SIGTERM.
@@ -161,7 +193,10 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            match e.downcast_ref::<player::Failure>() {
+                Some(f) => std::process::ExitCode::from(f.code()),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -216,23 +251,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("the gatekeeper refused the request");
             }
         }
-        Command::Demo { gatekeeper } => demo(&gatekeeper).await?,
-        Command::Chat {
-            gatekeeper,
-            social,
-            private_key,
-            to,
-            message,
-            listen_seconds,
+        Command::Demo { gatekeeper, social } => match gatekeeper.zip(social) {
+            Some((gatekeeper, social)) => demo::run(&gatekeeper, &social).await?,
+            None => demo::run_alone().await?,
+        },
+        Command::Send {
+            address,
+            text,
+            wait,
+            identity,
+            endpoints,
         } => {
-            let owner = wallet(private_key.as_deref())?;
-            let listen = listen_seconds.unwrap_or(if to.is_some() { 0 } else { 60 });
-            chat(
-                &gatekeeper,
-                social.as_deref(),
-                &owner,
-                to.zip(message),
-                listen,
+            let p = player::Player::load(&identity, &endpoints)?;
+            player::send(&p, &address, &text, std::time::Duration::from_secs(wait)).await?
+        }
+        Command::Listen {
+            seconds,
+            identity,
+            endpoints,
+        } => player::listen(&player::Player::load(&identity, &endpoints)?, seconds).await?,
+        Command::Friends {
+            command,
+            identity,
+            endpoints,
+        } => player::friends(&player::Player::load(&identity, &endpoints)?, command).await?,
+        Command::Block {
+            address,
+            identity,
+            endpoints,
+        } => {
+            player::block(
+                &player::Player::load(&identity, &endpoints)?,
+                &address,
+                true,
+            )
+            .await?
+        }
+        Command::Unblock {
+            address,
+            identity,
+            endpoints,
+        } => {
+            player::block(
+                &player::Player::load(&identity, &endpoints)?,
+                &address,
+                false,
+            )
+            .await?
+        }
+        Command::Privacy {
+            setting,
+            identity,
+            endpoints,
+        } => {
+            player::privacy(
+                &player::Player::load(&identity, &endpoints)?,
+                setting.as_deref(),
             )
             .await?
         }
@@ -253,132 +327,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::Value::Object(map));
         }
     }
-    Ok(())
-}
-
-/// `pchat chat`; every wait is bounded.
-async fn chat(
-    gatekeeper: &str,
-    social: Option<&str>,
-    owner: &authchain::Wallet,
-    send: Option<(String, String)>,
-    listen_seconds: u64,
-) -> anyhow::Result<()> {
-    use pchat_client::{ChatClient, GatekeeperTokens, Received, RecipientState, SocialView};
-    use std::time::Duration;
-    let identity = authchain::Identity::new(owner, chrono::Utc::now() + chrono::Duration::hours(1));
-    let me = owner.address().to_lower_hex();
-    let (client, mut inbox) = ChatClient::connect(
-        GatekeeperTokens::new(gatekeeper, identity.clone()),
-        &me,
-        SocialView::default(),
-        chat_core::Filter::new(),
-    )
-    .await
-    .context("cannot join the chat room")?;
-    println!("joined as {me}");
-    if let Some(url) = social {
-        let s = pchat_client::social::SocialClient::connect(url, &identity)
-            .await
-            .context("cannot reach the social service")?;
-        s.keep_current(&client).await?;
-        println!("social view from {url}");
-    }
-    if let Some((to, text)) = send {
-        let started = tokio::time::Instant::now();
-        let state = loop {
-            let state = client.recipient_state(&to).await;
-            if state == RecipientState::Connected || started.elapsed() > Duration::from_secs(10) {
-                break state;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        anyhow::ensure!(
-            state == RecipientState::Connected,
-            "cannot write to {to}: {state:?} (nothing is queued for users who cannot receive)"
-        );
-        client.send(&to, &text).await?;
-        println!("sent to {to}: {text:?}");
-        // `send` returns once the message is handed to the data channel; give it a moment on
-        // the wire before leaving closes the connection.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let until = tokio::time::Instant::now() + Duration::from_secs(listen_seconds);
-    while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()) {
-        match inbox.next_timeout(left).await {
-            Some(Received::Message { from, message }) => println!("{from}: {}", message.text),
-            Some(Received::Dropped { from, reason }) => println!("(dropped from {from}: {reason})"),
-            Some(Received::Lagged { dropped }) => {
-                eprintln!("({dropped} messages lost: output was read too slowly)")
-            }
-            None => break,
-        }
-    }
-    client.leave().await;
-    Ok(())
-}
-
-/// `pchat demo`; every wait is bounded.
-async fn demo(gatekeeper: &str) -> anyhow::Result<()> {
-    use pchat_client::{ChatClient, GatekeeperTokens, Received, RecipientState, SocialView};
-    use std::time::Duration;
-    const WAIT: Duration = Duration::from_secs(15);
-
-    let join = |name: &'static str| async move {
-        let wallet = authchain::Wallet::random();
-        let identity =
-            authchain::Identity::new(&wallet, chrono::Utc::now() + chrono::Duration::hours(1));
-        let address = wallet.address().to_lower_hex();
-        let (client, inbox) = ChatClient::connect(
-            GatekeeperTokens::new(gatekeeper, identity),
-            &address,
-            SocialView::default(),
-            chat_core::Filter::new(),
-        )
-        .await
-        .with_context(|| format!("{name} cannot join"))?;
-        println!("{name:6} joined as {address}");
-        anyhow::Ok((client, inbox))
-    };
-    let (alice, _alice_in) = join("alice").await?;
-    let (bob, mut bob_in) = join("bob").await?;
-    let (carol, mut carol_in) = join("carol").await?;
-
-    let started = tokio::time::Instant::now();
-    while alice.recipient_state(bob.address()).await != RecipientState::Connected {
-        anyhow::ensure!(started.elapsed() < WAIT, "alice never saw bob in the room");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    alice.send(bob.address(), "hi Bob, it's Alice").await?;
-    println!("alice  → bob: \"hi Bob, it's Alice\"");
-    match bob_in.next_timeout(WAIT).await {
-        Some(Received::Message { from, message }) => {
-            println!("bob    received from {from}: {:?}", message.text)
-        }
-        other => anyhow::bail!("bob did not get the message: {other:?}"),
-    }
-    match carol_in.next_timeout(Duration::from_millis(500)).await {
-        None => println!("carol  received nothing (messages go to one wallet)"),
-        Some(other) => anyhow::bail!("carol should not receive anything: {other:?}"),
-    }
-
-    bob.set_social_view(SocialView {
-        privacy: pchat_core::Privacy::OnlyFriends,
-        ..SocialView::default()
-    });
-    println!("bob    now accepts messages only from friends");
-    alice.send(bob.address(), "still there?").await?;
-    println!("alice  → bob: \"still there?\"");
-    match bob_in.next_timeout(WAIT).await {
-        Some(Received::Dropped { from, reason }) => {
-            println!("bob    filtered out a message from {from}: {reason}")
-        }
-        other => anyhow::bail!("bob should have filtered the message: {other:?}"),
-    }
-    for c in [alice, bob, carol] {
-        c.leave().await;
-    }
-    println!("private chat works.");
     Ok(())
 }
 
