@@ -19,5 +19,7 @@ pub mod sdk;
 pub mod ui;
 
 pub use app::{Action, App, AppOptions};
-pub use runner::{EventSource, RunOptions, TuiError, open_history, run, run_on};
+pub use runner::{
+    EventSource, RunOptions, TuiError, open_history, open_wallet_history, run, run_on,
+};
 pub use sdk::{Backend, BackendError, ChatEvent, SocialAction, ViewSnapshot};

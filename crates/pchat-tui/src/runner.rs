@@ -35,6 +35,8 @@ pub enum TuiError {
     Terminal(#[from] io::Error),
     #[error("local history: {0}")]
     History(#[from] pchat_history::Error),
+    #[error("the wallet's private key cannot be read: {0}")]
+    Key(String),
 }
 
 /// How to run.
@@ -52,6 +54,17 @@ pub async fn open_history(address: &str, private_key: &[u8; 32]) -> Result<Histo
     let path = pchat_history::default_path(address)?;
     let key = pchat_history::HistoryKey::from_private_key(private_key);
     Ok(History::open(path, &key).await?)
+}
+
+/// [`open_history`] for `wallet` (its address and private key).
+pub async fn open_wallet_history(wallet: &authchain::Wallet) -> Result<History, TuiError> {
+    let mut secret = [0u8; 32];
+    // `secret_hex` is always 0x + 64 hex digits.
+    hex::decode_to_slice(wallet.secret_hex().trim_start_matches("0x"), &mut secret)
+        .map_err(|e| TuiError::Key(e.to_string()))?;
+    let history = open_history(&wallet.address().to_string(), &secret).await;
+    secret.fill(0);
+    history
 }
 
 /// Where the chat's events come from (the SDK's `ChatEvents`, or a channel in tests).

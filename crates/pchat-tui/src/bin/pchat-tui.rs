@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use pchat_client::private_chat::{PrivateChat, PrivateChatConfig};
-use pchat_tui::{RunOptions, app::AppOptions, open_history, run};
+use pchat_tui::{RunOptions, app::AppOptions, open_wallet_history, run};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let history = if std::env::var("PCHAT_NO_HISTORY").is_ok_and(|v| v == "1") {
         None
     } else {
-        Some(open_history(chat.address(), &bytes).await?)
+        Some(open_wallet_history(&wallet).await?)
     };
     run(
         chat,
