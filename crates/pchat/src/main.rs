@@ -51,6 +51,21 @@ enum Command {
         #[arg(long, env = "PCHAT_PRIVATE_KEY", hide_env_values = true)]
         private_key: Option<String>,
     },
+    /// The terminal chat app: conversations with unread counts and live states, friend
+    /// requests, /to /friend /block /unblock /privacy /react /quit (type /help). Keeps a local,
+    /// encrypted history unless --no-history.
+    Chat {
+        /// Keep no local history (default: `<data dir>/pchat/<address>/history.sqlite`).
+        #[arg(long)]
+        no_history: bool,
+        /// Write logs to this file (nothing is logged to the terminal the app draws on).
+        #[arg(long, env = "PCHAT_LOG_FILE", value_name = "FILE")]
+        log_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        identity: identity::IdentityArgs,
+        #[command(flatten)]
+        endpoints: args::EndpointArgs,
+    },
     /// Send one private message: waits (at most --wait seconds) until the recipient can receive
     /// it, sends it, prints {"sent":true,…}. Exit status: 0 sent, 1 not sent (the line says
     /// why), 2 bad input, 3 a service cannot be reached.
@@ -255,6 +270,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Some((gatekeeper, social)) => demo::run(&gatekeeper, &social).await?,
             None => demo::run_alone().await?,
         },
+        Command::Chat {
+            no_history,
+            log_file,
+            identity,
+            endpoints,
+        } => {
+            player::chat(
+                &player::Player::load(&identity, &endpoints)?,
+                !no_history,
+                log_file.as_deref(),
+            )
+            .await?
+        }
         Command::Send {
             address,
             text,

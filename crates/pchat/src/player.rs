@@ -52,6 +52,7 @@ fn social_failure(e: SocialError) -> Failure {
 
 /// Identity and endpoints, checked before connecting.
 pub struct Player {
+    pub wallet: authchain::Wallet,
     pub identity: authchain::Identity,
     pub endpoints: Endpoints,
 }
@@ -69,6 +70,7 @@ impl Player {
                 &wallet,
                 chrono::Utc::now() + chrono::Duration::hours(24),
             ),
+            wallet,
             endpoints,
         })
     }
@@ -88,6 +90,44 @@ impl Player {
             .await
             .map_err(|e| Failure::Unreachable(e.to_string()))
     }
+}
+
+/// `pchat chat`: the terminal app (`pchat-tui`) on a [`PrivateChat`], with the wallet's local
+/// history unless `history` is false. Logs go to `log_file` only.
+pub async fn chat(
+    player: &Player,
+    history: bool,
+    log_file: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    if let Some(path) = log_file {
+        let file = std::fs::File::create(path).map_err(|e| {
+            Failure::BadInput(format!("cannot write the log file {}: {e}", path.display()))
+        })?;
+        tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .init();
+    }
+    let history = if history {
+        Some(
+            pchat_tui::open_wallet_history(&player.wallet)
+                .await
+                .map_err(|e| Failure::Refused(format!("cannot open the local history: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let (chat, events) = player.chat().await?;
+    pchat_tui::run(
+        chat,
+        events,
+        pchat_tui::RunOptions {
+            app: pchat_tui::app::AppOptions::local(),
+            history,
+        },
+    )
+    .await
+    .map_err(|e| Failure::Refused(format!("the terminal app stopped: {e}")))
 }
 
 /// A JSON line with every string escaped so that it is inert on a terminal.
