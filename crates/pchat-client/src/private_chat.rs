@@ -122,15 +122,33 @@ impl DropReason {
 }
 
 /// The state of the connection to the social service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SocialState {
     Connecting,
     Connected,
     /// Lost; trying again (`attempt` so far), with the last error.
     Reconnecting {
         attempt: u32,
-        error: String,
+        error: SocialError,
     },
+}
+
+impl PartialEq for SocialState {
+    /// Errors compare by what they say.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SocialState::Connecting, SocialState::Connecting)
+            | (SocialState::Connected, SocialState::Connected) => true,
+            (
+                SocialState::Reconnecting { attempt, error },
+                SocialState::Reconnecting {
+                    attempt: a,
+                    error: e,
+                },
+            ) => attempt == a && error.to_string() == e.to_string(),
+            _ => false,
+        }
+    }
 }
 
 /// Something that happened, for the application.
@@ -688,10 +706,9 @@ impl Worker {
                 let shown = match state {
                     SessionState::Connecting => SocialState::Connecting,
                     SessionState::Connected => SocialState::Connected,
-                    SessionState::Reconnecting { attempt, error } => SocialState::Reconnecting {
-                        attempt,
-                        error: error.to_string(),
-                    },
+                    SessionState::Reconnecting { attempt, error } => {
+                        SocialState::Reconnecting { attempt, error }
+                    }
                 };
                 self.emit(ChatEvent::SocialState(shown)).await;
                 if !current {

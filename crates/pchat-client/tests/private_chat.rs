@@ -185,7 +185,7 @@ async fn the_social_service_restarted_mid_session() {
     let mut system = System::start().await;
     let mut alice = system.player().await;
     let mut bob = system.player().await;
-    let carol = system.player().await;
+    let mut carol = system.player().await;
     let dave = system.player().await;
     let (a, b, c) = (
         alice.address.clone(),
@@ -228,7 +228,12 @@ async fn the_social_service_restarted_mid_session() {
         matches!(e, ChatEvent::FilterFailClosed(true))
     })
     .await;
-    // Carol's SDK fails closed too: she is a stranger to Bob.
+    // Carol's SDK fails closed too (once it has noticed): she is a stranger to Bob.
+    carol
+        .expect("failing closed", |e| {
+            matches!(e, ChatEvent::FilterFailClosed(true))
+        })
+        .await;
     assert!(matches!(
         carol.chat.send(&b, "can you hear me").await,
         Err(NotSent::Recipient {
@@ -301,7 +306,13 @@ async fn the_social_service_restarted_mid_session() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A stranger gets through again (Carol sends after the rate-limit window).
+    // A stranger gets through again once Carol's session is back too (and after the rate-limit
+    // window).
+    carol
+        .expect("back to her own setting", |e| {
+            matches!(e, ChatEvent::FilterFailClosed(false))
+        })
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     carol.chat.send(&b, "and now?").await.expect("sent");
     bob.expect_message(&c, "and now?").await;

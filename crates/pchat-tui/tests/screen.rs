@@ -349,7 +349,7 @@ fn status_line_shows_connections_and_a_drop_summary() {
     app.on_event(
         ChatEvent::SocialState(SocialState::Reconnecting {
             attempt: 3,
-            error: "connection refused".into(),
+            error: pchat_client::social::SocialError::NotConnected,
         }),
         NOON,
     );
@@ -375,10 +375,10 @@ fn status_line_shows_connections_and_a_drop_summary() {
             NOON,
         );
     }
-    let rows = screen(&app, 160, 20);
+    let rows = screen(&app, 200, 20);
     let s = text(&rows);
     assert!(
-        s.contains("room: connected · social: reconnecting (attempt 3: connection refused) · filter fail-closed (friends only) · dropped 2506 (blocked-by-me 2499, rate-limited 7)"),
+        s.contains("room: connected · social: reconnecting (attempt 3: not connected to the social service) · filter fail-closed (friends only) · dropped 2506 (blocked-by-me 2499, rate-limited 7)"),
         "{s}"
     );
     assert_eq!(rows.iter().filter(|r| r.contains("dropped")).count(), 1);
@@ -596,7 +596,9 @@ fn network_text_never_reaches_the_terminal_as_control() {
     app.on_event(
         ChatEvent::SocialState(SocialState::Reconnecting {
             attempt: 1,
-            error: "server said \u{1b}[2J\u{9b}".into(),
+            error: pchat_client::social::SocialError::BadAddress(
+                "server said \u{1b}[2J\u{9b}".into(),
+            ),
         }),
         NOON,
     );
