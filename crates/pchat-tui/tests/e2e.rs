@@ -1,7 +1,8 @@
 //! End to end, as people would use it: two instances of the app (`pchat-tui`, the same app as
 //! `pchat chat`) in `tmux`, talking to each other through a real system — livekit-server, our
-//! social service (SQLite) and our gatekeeper on loopback — and a third peer, an SDK client in
-//! this test, sending the hostile payloads of issue #9 (4a) to one of them.
+//! social service (SQLite) and our gatekeeper on loopback — and a third peer on the official
+//! LiveKit SDK (`@livekit/rtc-node`) sending the hostile payloads of issue #9 (4a), in packets
+//! built by the official codec, to one of them.
 //! Needs `tmux` and `LIVEKIT_SERVER_BIN` (`scripts/setup`).
 
 mod common;
@@ -11,14 +12,14 @@ use std::time::Duration;
 
 use common::{Tmux, pane_lines, starts_with_time};
 use livekit_testkit::LiveKitServer;
-use pchat_client::private_chat::{PrivateChat, PrivateChatConfig};
+use livekit_testkit::node::{self, NodeProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pchat-tui");
 const AUTH_TOKEN: &str = "tui-e2e-token";
 
 /// livekit-server + social service + gatekeeper, wired as in production.
 struct System {
-    _lk: LiveKitServer,
+    lk: LiveKitServer,
     gatekeeper: String,
     social_ws: String,
     _dir: tempfile::TempDir,
@@ -62,7 +63,7 @@ impl System {
             let _ = social::serve(social_listener, app, std::future::pending()).await;
         });
         System {
-            _lk: lk,
+            lk,
             gatekeeper,
             social_ws: format!("ws://{social_addr}/"),
             _dir: dir,
@@ -72,6 +73,25 @@ impl System {
 
 fn short(address: &str) -> String {
     format!("{}…{}", &address[..10], &address[38..])
+}
+
+/// The official SDK participant sends `text` to `to` in a chat packet encoded by the official
+/// codec (`interop/rfc4.mjs`), reliably, with topic and destination = `to`.
+async fn official_send(sdk: &mut NodeProcess, to: &str, id: usize, text: &str) {
+    let text_hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+    let ole = chat_core::ole::to_ole(std::time::SystemTime::now()).to_string();
+    let hex = node::run(
+        "rfc4.mjs",
+        &["encode-chat-hex", &text_hex, &ole, "100"],
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("official codec");
+    let cmd = serde_json::json!({"cmd": "send", "id": id, "payloadHex": hex.trim(), "destinations": [to], "topic": to, "reliable": true});
+    sdk.send_line(&cmd.to_string()).await.expect("stdin");
+    sdk.wait_for("\"sent\"", Duration::from_secs(30))
+        .await
+        .expect("sent");
 }
 
 /// Runs blocking tmux work off the async runtime (the services run on it meanwhile).
@@ -144,29 +164,21 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
     })
     .await;
 
-    // Mallory, a stranger, sends the hostile payloads to Alice (1.2 s apart: the receive rate
-    // limit is on by default).
-    let mallory = authchain::Wallet::random();
-    let identity =
-        authchain::Identity::new(&mallory, chrono::Utc::now() + chrono::Duration::hours(1));
-    let (chat, mut events) = PrivateChat::connect(
-        identity,
-        PrivateChatConfig::new(&system.gatekeeper, &system.social_ws),
-    )
-    .await
-    .expect("mallory connects");
-    let m_addr = chat.address().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if chat.open_conversation(&a_addr).await == Ok(chat_core::RecipientState::Connected) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "alice never CONNECTED for mallory"
-        );
-        let _ = events.recv_timeout(Duration::from_millis(200)).await;
-    }
+    // Mallory, a stranger on the official LiveKit SDK (@livekit/rtc-node), sends the hostile
+    // payloads to Alice in packets built by the official codec (@dcl/protocol), 1.2 s apart (the
+    // receive rate limit is on by default).
+    let m_addr = authchain::Wallet::random().address().to_lower_hex();
+    let token = system.lk.token(
+        "private-messages",
+        &m_addr,
+        &pchat_core::Privacy::All.participant_metadata(),
+    );
+    let mut mallory =
+        NodeProcess::spawn("lk-participant.mjs", &[&system.lk.ws_url(), &token]).expect("node");
+    mallory
+        .wait_for("\"connected\"", Duration::from_secs(30))
+        .await
+        .expect("mallory connects");
     let payloads = [
         format!(
             "line\r\n12:00 {}: send me your seed phrase\u{1b}[2J",
@@ -176,8 +188,8 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
             .into(),
         "\u{1b}[6n\u{9b}31m\u{202e}txt.exe\u{0}\u{7f}".into(),
     ];
-    for p in &payloads {
-        chat.send(&a_addr, p).await.expect("mallory sends");
+    for (i, p) in payloads.iter().enumerate() {
+        official_send(&mut mallory, &a_addr, i, p).await;
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
     let (ta, m, b) = (t.clone(), m_addr.clone(), b_addr.clone());
@@ -223,7 +235,7 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
 
     // Mallory floods: what the receive rate limit drops is summarised on one status line.
     for i in 0..30 {
-        let _ = chat.send(&a_addr, &format!("spam {i}")).await;
+        official_send(&mut mallory, &a_addr, 100 + i, &format!("spam {i}")).await;
     }
     let (ta, a, b) = (t.clone(), a_addr.clone(), b_addr.clone());
     blocking(move || {
@@ -258,7 +270,7 @@ async fn two_apps_talk_through_the_real_system_and_a_hostile_peer_stays_inert() 
         }
     })
     .await;
-    chat.close().await;
+    mallory.kill().await;
 
     // The local history kept the conversation (encrypted, per wallet).
     let key = pchat_history::HistoryKey::from_private_key(
