@@ -20,21 +20,6 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-impl Credentials {
-    /// Parses the gatekeeper's adapter string `livekit:<url>?access_token=<jwt>`.
-    pub fn from_adapter(adapter: &str) -> Option<Self> {
-        let rest = adapter.strip_prefix("livekit:")?;
-        let (url, query) = rest.split_once('?')?;
-        let token = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("access_token="))?;
-        (!url.is_empty() && !token.is_empty()).then(|| Credentials {
-            url: url.to_owned(),
-            token: token.to_owned(),
-        })
-    }
-}
-
 /// The error a token source gives: the source's own typed error, shared so that it can be
 /// cloned into [`ConnectError`](crate::ConnectError)s (reach it with [`TokenSourceError::get`]).
 #[derive(Clone)]
@@ -118,21 +103,5 @@ where
 impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     fn credentials(&self) -> TokenFuture {
         (**self).credentials()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_adapters() {
-        let c = Credentials::from_adapter("livekit:wss://lk.example/?access_token=abc.def")
-            .expect("ok");
-        assert_eq!(c.url, "wss://lk.example/");
-        assert_eq!(c.token, "abc.def");
-        assert!(Credentials::from_adapter("ws://x?access_token=a").is_none());
-        assert!(Credentials::from_adapter("livekit:ws://x").is_none());
-        assert!(Credentials::from_adapter("livekit:ws://x?access_token=").is_none());
     }
 }

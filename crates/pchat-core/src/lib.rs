@@ -93,6 +93,14 @@ pub fn normalize_address_owned(mut s: String) -> Result<String, String> {
     Ok(s)
 }
 
+/// The current time in milliseconds since the Unix epoch (UTC); 0 if the clock is before it.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,10 @@
 //! recorded, a conversation is marked read while it is open, and the conversation list is
 //! loaded from it at start.
 
+use pchat_core::now_ms;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
@@ -145,13 +146,6 @@ fn install_panic_hook() {
             previous(info);
         }));
     });
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// What a finished task reports.

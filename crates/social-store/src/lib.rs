@@ -14,6 +14,7 @@
 //! [`MAX_ATTEMPTS`] times, only what the database itself calls retryable by its error code
 //! ([`is_retryable`]); any other error is returned at once.
 
+use pchat_core::now_ms;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -94,13 +95,6 @@ pub const MAX_ATTEMPTS: usize = 12;
 /// How long a SQLite connection waits for another connection's write lock before it fails
 /// with SQLITE_BUSY (then retried, see [`is_retryable`]).
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn new_id() -> String {
     let bytes: [u8; 16] = rand::random();

@@ -1,6 +1,7 @@
 //! The SocialService procedures: decode the request, apply the domain rules through the store,
 //! publish updates, encode the response. Business errors travel inside the response's `oneof`.
 
+use pchat_core::now_ms;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -1089,13 +1090,6 @@ fn settings_to_proto(s: &social_core::SocialSettings) -> v2::SocialSettings {
             SituationReactions::Hide => v2::SituationReactionsVisibility::Hide as i32,
         },
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
