@@ -77,10 +77,11 @@ impl Authenticator for AuthFrame {
     }
 }
 
-struct Presence(Arc<Social>);
+/// Tells the presence tracker ([`presence::Presence`]) when a dcl-rpc connection opens and closes.
+struct PresenceHooks(Arc<Social>);
 
 #[async_trait]
-impl ConnectionHooks for Presence {
+impl ConnectionHooks for PresenceHooks {
     async fn connected(&self, ctx: &CallContext) {
         self.0.connected(&ctx.address).await;
     }
@@ -181,7 +182,7 @@ impl App {
             },
         )
         .with_module(social.module())
-        .with_hooks(Arc::new(Presence(social.clone())));
+        .with_hooks(Arc::new(PresenceHooks(social.clone())));
         let started = Instant::now();
         Ok(Arc::new(App {
             metrics: metrics::Metrics::new(social.clone(), rpc.clone(), started),
