@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use chat_core::packet::{self, MAX_TEXT_BYTES};
-use chat_core::{Drop, Filter, Incoming, RateLimit, SocialView};
+use chat_core::{Rejected, Filter, Incoming, RateLimit, SocialView};
 use libfuzzer_sys::fuzz_target;
 use pchat_core::Privacy;
 
@@ -88,7 +88,7 @@ fuzz_target!(
                 assert_eq!(m.text, d.text);
                 assert_eq!(m.timestamp.to_bits(), d.timestamp.to_bits());
             }
-            Err(Drop::Packet(e)) => assert_eq!(Err(&e), decoded.as_ref().map(|_| ())),
+            Err(Rejected::Packet(e)) => assert_eq!(Err(&e), decoded.as_ref().map(|_| ())),
             Err(_) => {}
         }
     }

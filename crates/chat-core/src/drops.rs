@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::display;
-use crate::filter::Drop;
+use crate::filter::Rejected;
 
 /// Senders counted by name in one interval.
 pub const MAX_SENDERS_PER_WINDOW: usize = 64;
@@ -76,17 +76,17 @@ impl DropKind {
     }
 }
 
-impl From<&Drop> for DropKind {
-    fn from(d: &Drop) -> Self {
+impl From<&Rejected> for DropKind {
+    fn from(d: &Rejected) -> Self {
         match d {
-            Drop::EmptyTopic | Drop::NotForMe => DropKind::NotForMe,
-            Drop::BadSender => DropKind::BadSender,
-            Drop::OwnMessage => DropKind::Own,
-            Drop::BlockedByMe | Drop::BlocksMe => DropKind::Blocked,
-            Drop::NotAFriend => DropKind::NotAFriend,
-            Drop::RateLimited => DropKind::RateLimited,
-            Drop::DuplicateReaction => DropKind::Duplicate,
-            Drop::Packet(_) => DropKind::Malformed,
+            Rejected::EmptyTopic | Rejected::NotForMe => DropKind::NotForMe,
+            Rejected::BadSender => DropKind::BadSender,
+            Rejected::OwnMessage => DropKind::Own,
+            Rejected::BlockedByMe | Rejected::BlocksMe => DropKind::Blocked,
+            Rejected::NotAFriend => DropKind::NotAFriend,
+            Rejected::RateLimited => DropKind::RateLimited,
+            Rejected::DuplicateReaction => DropKind::Duplicate,
+            Rejected::Packet(_) => DropKind::Malformed,
         }
     }
 }
@@ -166,7 +166,7 @@ impl DropCounter {
     }
 
     /// Counts one drop, and returns a summary if one is due (see [`DropCounter::poll`]).
-    pub fn record(&mut self, reason: &Drop, sender: &str, now: Instant) -> Option<DropSummary> {
+    pub fn record(&mut self, reason: &Rejected, sender: &str, now: Instant) -> Option<DropSummary> {
         self.started.get_or_insert(now);
         self.total += 1;
         self.by_kind[DropKind::from(reason).slot()] += 1;
@@ -244,9 +244,9 @@ mod tests {
         for i in 0..5_000u64 {
             let t = t0 + Duration::from_millis(i * 2);
             let (reason, who) = if i % 100 == 0 {
-                (Drop::RateLimited, NOISY)
+                (Rejected::RateLimited, NOISY)
             } else {
-                (Drop::BlockedByMe, BLOCKED)
+                (Rejected::BlockedByMe, BLOCKED)
             };
             summaries.extend(c.record(&reason, who, t));
         }
@@ -275,7 +275,7 @@ mod tests {
         let mut c = DropCounter::new(Duration::from_secs(5));
         let t0 = Instant::now();
         assert_eq!(c.poll(t0), None);
-        assert_eq!(c.record(&Drop::NotAFriend, NOISY, t0), None);
+        assert_eq!(c.record(&Rejected::NotAFriend, NOISY, t0), None);
         assert_eq!(c.poll(t0 + Duration::from_secs(4)), None);
         let s = c.poll(t0 + Duration::from_secs(5)).expect("due");
         assert_eq!(
@@ -284,7 +284,7 @@ mod tests {
         );
         // The next summary waits a full interval after this one.
         assert_eq!(
-            c.record(&Drop::BlocksMe, NOISY, t0 + Duration::from_secs(6)),
+            c.record(&Rejected::BlocksMe, NOISY, t0 + Duration::from_secs(6)),
             None
         );
         assert_eq!(c.poll(t0 + Duration::from_secs(9)), None);
@@ -300,12 +300,12 @@ mod tests {
         let t = Instant::now();
         for i in 0..1_000 {
             let who = format!("\x1b]0;evil{i}\x07{}", "x".repeat(200));
-            c.record(&Drop::BadSender, &who, t);
+            c.record(&Rejected::BadSender, &who, t);
             assert!(c.by_sender.len() <= MAX_SENDERS_PER_WINDOW);
             assert!(c.by_sender.keys().all(|k| k.len() <= MAX_SENDER_BYTES));
         }
         c.record(
-            &Drop::Packet(PacketError::NotChat),
+            &Rejected::Packet(PacketError::NotChat),
             "ü".repeat(100).as_str(),
             t,
         );
@@ -321,16 +321,16 @@ mod tests {
     #[test]
     fn every_drop_has_a_kind() {
         let table = [
-            (Drop::EmptyTopic, DropKind::NotForMe),
-            (Drop::NotForMe, DropKind::NotForMe),
-            (Drop::BadSender, DropKind::BadSender),
-            (Drop::OwnMessage, DropKind::Own),
-            (Drop::BlockedByMe, DropKind::Blocked),
-            (Drop::BlocksMe, DropKind::Blocked),
-            (Drop::NotAFriend, DropKind::NotAFriend),
-            (Drop::RateLimited, DropKind::RateLimited),
-            (Drop::DuplicateReaction, DropKind::Duplicate),
-            (Drop::Packet(PacketError::Empty), DropKind::Malformed),
+            (Rejected::EmptyTopic, DropKind::NotForMe),
+            (Rejected::NotForMe, DropKind::NotForMe),
+            (Rejected::BadSender, DropKind::BadSender),
+            (Rejected::OwnMessage, DropKind::Own),
+            (Rejected::BlockedByMe, DropKind::Blocked),
+            (Rejected::BlocksMe, DropKind::Blocked),
+            (Rejected::NotAFriend, DropKind::NotAFriend),
+            (Rejected::RateLimited, DropKind::RateLimited),
+            (Rejected::DuplicateReaction, DropKind::Duplicate),
+            (Rejected::Packet(PacketError::Empty), DropKind::Malformed),
         ];
         for (d, k) in table {
             assert_eq!(DropKind::from(&d), k, "{d}");

@@ -55,7 +55,7 @@ pub struct Incoming<'a> {
 
 /// Why a packet is not shown.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Drop {
+pub enum Rejected {
     #[error("no topic: not a private message")]
     EmptyTopic,
     #[error("addressed to someone else")]
@@ -174,13 +174,13 @@ impl Filter {
     }
 
     /// The message in `packet` if it is to be shown, or why not. A reaction is refused here
-    /// (`Drop::Packet(PacketError::NotChat)`); use [`Filter::check_packet`] to accept both.
+    /// (`Rejected::Packet(PacketError::NotChat)`); use [`Filter::check_packet`] to accept both.
     pub fn check(
         &mut self,
         view: &SocialView,
         packet: Incoming<'_>,
         now: Instant,
-    ) -> Result<ChatMessage, Drop> {
+    ) -> Result<ChatMessage, Rejected> {
         let sender = admit(view, packet)?;
         let message = packet::decode(packet.payload)?;
         if let Some(b) = &mut self.messages {
@@ -196,7 +196,7 @@ impl Filter {
         view: &SocialView,
         packet: Incoming<'_>,
         now: Instant,
-    ) -> Result<Accepted, Drop> {
+    ) -> Result<Accepted, Rejected> {
         let sender = admit(view, packet)?;
         match packet::decode_payload(packet.payload)? {
             Payload::Message(message) => {
@@ -208,7 +208,7 @@ impl Filter {
             Payload::Reaction(reaction) => {
                 // Repeats first, so that duplicates do not use up the sender's budget.
                 if !self.seen_reactions.check(&sender, &reaction, now) {
-                    return Err(Drop::DuplicateReaction);
+                    return Err(Rejected::DuplicateReaction);
                 }
                 if let Some(b) = &mut self.reactions {
                     b.take(sender, now)?;
@@ -221,25 +221,25 @@ impl Filter {
 
 /// The rules before the payload is read: the sender's address (normalised) if the packet may
 /// be shown.
-fn admit(view: &SocialView, packet: Incoming<'_>) -> Result<String, Drop> {
+fn admit(view: &SocialView, packet: Incoming<'_>) -> Result<String, Rejected> {
     if packet.topic.is_empty() {
-        return Err(Drop::EmptyTopic);
+        return Err(Rejected::EmptyTopic);
     }
     if !packet.topic.eq_ignore_ascii_case(&view.me) {
-        return Err(Drop::NotForMe);
+        return Err(Rejected::NotForMe);
     }
-    let sender = normalize_address(packet.sender).map_err(|_| Drop::BadSender)?;
+    let sender = normalize_address(packet.sender).map_err(|_| Rejected::BadSender)?;
     if sender == view.me {
-        return Err(Drop::OwnMessage);
+        return Err(Rejected::OwnMessage);
     }
     if view.blocked.contains(&sender) {
-        return Err(Drop::BlockedByMe);
+        return Err(Rejected::BlockedByMe);
     }
     if view.blocked_by.contains(&sender) {
-        return Err(Drop::BlocksMe);
+        return Err(Rejected::BlocksMe);
     }
     if view.privacy == Privacy::OnlyFriends && !view.friends.contains(&sender) {
-        return Err(Drop::NotAFriend);
+        return Err(Rejected::NotAFriend);
     }
     Ok(sender)
 }
@@ -260,7 +260,7 @@ impl Buckets {
         }
     }
 
-    fn take(&mut self, sender: String, now: Instant) -> Result<(), Drop> {
+    fn take(&mut self, sender: String, now: Instant) -> Result<(), Rejected> {
         let limit = self.limit;
         let burst = f64::from(limit.burst.max(1));
         let per_second = 1.0 / limit.interval.as_secs_f64().max(1e-6);
@@ -291,7 +291,7 @@ impl Buckets {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Drop::RateLimited)
+            Err(Rejected::RateLimited)
         }
     }
 }
@@ -327,7 +327,7 @@ mod tests {
         sender: &str,
         topic: &str,
         payload: &[u8],
-    ) -> Result<String, Drop> {
+    ) -> Result<String, Rejected> {
         f.check(
             v,
             Incoming {
@@ -348,15 +348,15 @@ mod tests {
         let mut f = Filter::unlimited();
         let upper_me = ME.to_uppercase().replace("0X", "0x");
         let upper_friend = FRIEND.to_uppercase().replace("0X", "0x");
-        let table: Vec<(&SocialView, &str, &str, Result<String, Drop>)> = vec![
-            (&all, FRIEND, "", Err(Drop::EmptyTopic)),
-            (&all, FRIEND, STRANGER, Err(Drop::NotForMe)),
-            (&all, "not-an-address", ME, Err(Drop::BadSender)),
-            (&all, ME, ME, Err(Drop::OwnMessage)),
-            (&all, BLOCKED, ME, Err(Drop::BlockedByMe)),
-            (&all, BLOCKER, ME, Err(Drop::BlocksMe)),
-            (&only, BLOCKED, ME, Err(Drop::BlockedByMe)),
-            (&only, STRANGER, ME, Err(Drop::NotAFriend)),
+        let table: Vec<(&SocialView, &str, &str, Result<String, Rejected>)> = vec![
+            (&all, FRIEND, "", Err(Rejected::EmptyTopic)),
+            (&all, FRIEND, STRANGER, Err(Rejected::NotForMe)),
+            (&all, "not-an-address", ME, Err(Rejected::BadSender)),
+            (&all, ME, ME, Err(Rejected::OwnMessage)),
+            (&all, BLOCKED, ME, Err(Rejected::BlockedByMe)),
+            (&all, BLOCKER, ME, Err(Rejected::BlocksMe)),
+            (&only, BLOCKED, ME, Err(Rejected::BlockedByMe)),
+            (&only, STRANGER, ME, Err(Rejected::NotAFriend)),
             (&only, FRIEND, ME, Ok("hello".into())),
             (&all, STRANGER, ME, Ok("hello".into())),
             (&all, &upper_friend, &upper_me, Ok("hello".into())),
@@ -372,11 +372,11 @@ mod tests {
         let v = view(Privacy::All);
         assert!(matches!(
             check(&mut f, &v, FRIEND, ME, b"\xff\xff"),
-            Err(Drop::Packet(PacketError::Undecodable(_)))
+            Err(Rejected::Packet(PacketError::Undecodable(_)))
         ));
         assert_eq!(
             check(&mut f, &v, FRIEND, ME, &[0x58, 11]),
-            Err(Drop::Packet(PacketError::WrongVersion(11)))
+            Err(Rejected::Packet(PacketError::WrongVersion(11)))
         );
     }
 
@@ -403,7 +403,7 @@ mod tests {
         };
         assert_eq!(at(FRIEND, t0), Ok(()));
         assert_eq!(at(FRIEND, t0), Ok(()));
-        assert_eq!(at(FRIEND, t0), Err(Drop::RateLimited));
+        assert_eq!(at(FRIEND, t0), Err(Rejected::RateLimited));
         assert_eq!(
             at(STRANGER, t0),
             Ok(()),
@@ -411,7 +411,7 @@ mod tests {
         );
         assert_eq!(
             at(FRIEND, t0 + Duration::from_millis(500)),
-            Err(Drop::RateLimited)
+            Err(Rejected::RateLimited)
         );
         assert_eq!(at(FRIEND, t0 + Duration::from_millis(1100)), Ok(()));
     }
@@ -478,7 +478,7 @@ mod tests {
         sender: &str,
         payload: &[u8],
         now: Instant,
-    ) -> Result<Accepted, Drop> {
+    ) -> Result<Accepted, Rejected> {
         f.check_packet(
             v,
             Incoming {
@@ -518,14 +518,14 @@ mod tests {
         let mut f = Filter::unlimited();
         let t = Instant::now();
         let p = reaction(3, false);
-        let table: Vec<(&SocialView, &str, &str, Option<Drop>)> = vec![
-            (&all, FRIEND, "", Some(Drop::EmptyTopic)),
-            (&all, FRIEND, STRANGER, Some(Drop::NotForMe)),
-            (&all, "not-an-address", ME, Some(Drop::BadSender)),
-            (&all, ME, ME, Some(Drop::OwnMessage)),
-            (&all, BLOCKED, ME, Some(Drop::BlockedByMe)),
-            (&all, BLOCKER, ME, Some(Drop::BlocksMe)),
-            (&only, STRANGER, ME, Some(Drop::NotAFriend)),
+        let table: Vec<(&SocialView, &str, &str, Option<Rejected>)> = vec![
+            (&all, FRIEND, "", Some(Rejected::EmptyTopic)),
+            (&all, FRIEND, STRANGER, Some(Rejected::NotForMe)),
+            (&all, "not-an-address", ME, Some(Rejected::BadSender)),
+            (&all, ME, ME, Some(Rejected::OwnMessage)),
+            (&all, BLOCKED, ME, Some(Rejected::BlockedByMe)),
+            (&all, BLOCKER, ME, Some(Rejected::BlocksMe)),
+            (&only, STRANGER, ME, Some(Rejected::NotAFriend)),
             (&only, FRIEND, ME, None),
         ];
         for (i, (v, sender, topic, want)) in table.into_iter().enumerate() {
@@ -551,7 +551,7 @@ mod tests {
         // check() keeps refusing anything but a message, and remembers no reaction.
         assert_eq!(
             check(&mut f, &all, STRANGER, ME, &reaction(9, false)),
-            Err(Drop::Packet(PacketError::NotChat))
+            Err(Rejected::Packet(PacketError::NotChat))
         );
         assert!(check_any(&mut f, &all, STRANGER, &reaction(9, false), t).is_ok());
         // A bad reaction is a packet error.
@@ -566,7 +566,7 @@ mod tests {
         use prost::Message as _;
         assert_eq!(
             check_any(&mut f, &all, STRANGER, &bad.encode_to_vec(), t),
-            Err(Drop::Packet(PacketError::BadReaction(
+            Err(Rejected::Packet(PacketError::BadReaction(
                 crate::reaction::ReactionError::EmojiOutOfRange(5000)
             )))
         );
@@ -581,7 +581,7 @@ mod tests {
         assert!(check_any(&mut f, &v, FRIEND, &add, t).is_ok());
         assert_eq!(
             check_any(&mut f, &v, FRIEND, &add, t),
-            Err(Drop::DuplicateReaction)
+            Err(Rejected::DuplicateReaction)
         );
         assert!(check_any(&mut f, &v, FRIEND, &remove, t).is_ok());
         assert!(check_any(&mut f, &v, FRIEND, &add, t).is_ok(), "toggle");
@@ -595,7 +595,7 @@ mod tests {
         }
         assert_eq!(
             check_any(&mut f, &v, FRIEND, &reaction(20, false), t),
-            Err(Drop::RateLimited)
+            Err(Rejected::RateLimited)
         );
         // The message budget is untouched.
         for _ in 0..3 {
@@ -603,7 +603,7 @@ mod tests {
         }
         assert_eq!(
             check_any(&mut f, &v, FRIEND, &hello(), t),
-            Err(Drop::RateLimited)
+            Err(Rejected::RateLimited)
         );
         // 250 ms later one more reaction fits.
         assert!(

@@ -28,7 +28,7 @@ pub mod reaction;
 pub mod recipient;
 
 pub use drops::{DropCounter, DropKind, DropSummary};
-pub use filter::{Accepted, Drop, Filter, Incoming, RateLimit, SocialView};
+pub use filter::{Accepted, Filter, Incoming, RateLimit, Rejected, SocialView};
 pub use outgoing::{Outgoing, SendError, SendRules};
 pub use packet::{ChatMessage, PROTOCOL_VERSION, PacketError, Payload};
 pub use reaction::{Reaction, ReactionError, message_id};

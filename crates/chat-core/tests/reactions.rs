@@ -186,6 +186,6 @@ fn official_reactions_pass_the_filter_once() {
     ));
     assert_eq!(
         f.check_packet(&view, packet, now + Duration::from_secs(1)),
-        Err(chat_core::Drop::DuplicateReaction)
+        Err(chat_core::Rejected::DuplicateReaction)
     );
 }

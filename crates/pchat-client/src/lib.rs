@@ -25,7 +25,7 @@ pub mod social;
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
-pub use chat_core::{ChatMessage, Drop, Filter, RateLimit, RecipientState, SocialView};
+pub use chat_core::{ChatMessage, Filter, RateLimit, RecipientState, Rejected, SocialView};
 use livekit_participant::{
     ConnectError, Credentials, Event, Events, Options, Participant, Reliability, SendError,
     TokenSource,
@@ -221,7 +221,7 @@ pub enum Received {
     /// A message to show.
     Message { from: String, message: ChatMessage },
     /// A packet the filter dropped, and why (for logs and counters; not to be shown).
-    Dropped { from: String, reason: Drop },
+    Dropped { from: String, reason: Rejected },
     /// The inbox was read too slowly: `dropped` packets (or room events) that arrived after the
     /// ones before this were dropped, unread. Also counted in [`ChatClient::events_dropped`].
     Lagged { dropped: u64 },

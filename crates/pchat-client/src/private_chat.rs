@@ -94,7 +94,7 @@ impl PrivateChatConfig {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DropReason {
     #[error(transparent)]
-    Filter(#[from] chat_core::Drop),
+    Filter(#[from] chat_core::Rejected),
     #[error("more packets arrived while the social view was loading than can be held")]
     HeldTooMany,
 }
@@ -102,7 +102,7 @@ pub enum DropReason {
 impl DropReason {
     /// A short, stable name for counting and display.
     pub fn name(&self) -> &'static str {
-        use chat_core::Drop as D;
+        use chat_core::Rejected as D;
         match self {
             DropReason::HeldTooMany => "held-too-many",
             DropReason::Filter(d) => match d {

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chat_core::{Drop, Filter, SocialView};
+use chat_core::{Filter, Rejected, SocialView};
 use livekit_testkit::LiveKitServer;
 use livekit_testkit::node::NodeProcess;
 use pchat_client::{ChatClient, GatekeeperTokens, Inbox, Received, RecipientState};
@@ -37,7 +37,7 @@ async fn expect_message(inbox: &mut Inbox, from: &str, text: &str) {
     }
 }
 
-async fn expect_dropped(inbox: &mut Inbox, reason: Drop) {
+async fn expect_dropped(inbox: &mut Inbox, reason: Rejected) {
     match inbox.next_timeout(LIMIT).await {
         Some(Received::Dropped { reason: r, .. }) => assert_eq!(r, reason),
         other => panic!("expected a drop ({reason}), got {other:?}"),
@@ -99,7 +99,7 @@ async fn private_messages_between_sdk_clients_and_the_official_sdk() {
         ..SocialView::default()
     });
     a.send(&bv, "still there?").await.expect("send");
-    expect_dropped(&mut b_in, Drop::NotAFriend).await;
+    expect_dropped(&mut b_in, Rejected::NotAFriend).await;
     b.set_social_view(SocialView {
         privacy: Privacy::OnlyFriends,
         friends: HashSet::from([av.clone()]),
@@ -114,7 +114,7 @@ async fn private_messages_between_sdk_clients_and_the_official_sdk() {
         ..SocialView::default()
     });
     a.send(&bv, "blocked?").await.expect("send");
-    expect_dropped(&mut b_in, Drop::BlockedByMe).await;
+    expect_dropped(&mut b_in, Rejected::BlockedByMe).await;
     a.set_social_view(SocialView {
         blocked: HashSet::from([c.address().to_owned()]),
         ..SocialView::default()

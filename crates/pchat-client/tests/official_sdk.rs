@@ -111,7 +111,7 @@ async fn reactions_go_both_ways_with_the_official_codec() {
         seen.iter().any(|e| matches!(
             e,
             ChatEvent::Dropped {
-                reason: DropReason::Filter(chat_core::Drop::DuplicateReaction),
+                reason: DropReason::Filter(chat_core::Rejected::DuplicateReaction),
                 ..
             }
         )),

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use chat_core::{Drop, RecipientState};
+use chat_core::{RecipientState, Rejected};
 use common::{LIMIT, System};
 use livekit_participant::{Options, Participant, Reliability};
 use pchat_client::GatekeeperTokens;
@@ -128,7 +128,7 @@ async fn the_adr_208_flow_end_to_end() {
             seen.iter().all(|e| matches!(
                 e,
                 ChatEvent::Dropped {
-                    reason: DropReason::Filter(Drop::EmptyTopic),
+                    reason: DropReason::Filter(Rejected::EmptyTopic),
                     ..
                 }
             )),
@@ -264,7 +264,7 @@ async fn the_social_service_restarted_mid_session() {
         "{seen:?}"
     );
     assert!(
-        seen.iter().any(|e| matches!(e, ChatEvent::Dropped { from, reason: DropReason::Filter(Drop::NotAFriend), .. } if *from == stranger_address)),
+        seen.iter().any(|e| matches!(e, ChatEvent::Dropped { from, reason: DropReason::Filter(Rejected::NotAFriend), .. } if *from == stranger_address)),
         "{seen:?}"
     );
     assert!(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chat_core::{Drop, Filter, SocialView};
+use chat_core::{Filter, Rejected, SocialView};
 use livekit_testkit::LiveKitServer;
 use pchat_client::social::SocialClient;
 use pchat_client::{ChatClient, GatekeeperTokens, Inbox, Received, RecipientState};
@@ -124,7 +124,7 @@ async fn the_inbox_follows_settings_friendships_and_blocks_from_the_social_servi
     assert!(matches!(
         next(&mut b.inbox).await,
         Received::Dropped {
-            reason: Drop::NotAFriend,
+            reason: Rejected::NotAFriend,
             ..
         }
     ));
@@ -201,7 +201,7 @@ async fn the_inbox_follows_settings_friendships_and_blocks_from_the_social_servi
     assert!(matches!(
         next(&mut b.inbox).await,
         Received::Dropped {
-            reason: Drop::BlocksMe,
+            reason: Rejected::BlocksMe,
             ..
         }
     ));

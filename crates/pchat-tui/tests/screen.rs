@@ -359,7 +359,7 @@ fn status_line_shows_connections_and_a_drop_summary() {
         app.on_event(
             ChatEvent::Dropped {
                 from: MALLORY.into(),
-                reason: DropReason::Filter(chat_core::Drop::BlockedByMe),
+                reason: DropReason::Filter(chat_core::Rejected::BlockedByMe),
                 count,
             },
             NOON,
@@ -369,7 +369,7 @@ fn status_line_shows_connections_and_a_drop_summary() {
         app.on_event(
             ChatEvent::Dropped {
                 from: CAROL.into(),
-                reason: DropReason::Filter(chat_core::Drop::RateLimited),
+                reason: DropReason::Filter(chat_core::Rejected::RateLimited),
                 count,
             },
             NOON,

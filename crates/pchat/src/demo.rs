@@ -211,7 +211,7 @@ pub async fn run(gatekeeper: &str, social: &str) -> anyhow::Result<()> {
         {
             ChatEvent::Dropped { reason, .. } => {
                 ensure!(
-                    reason == DropReason::Filter(chat_core::Drop::EmptyTopic),
+                    reason == DropReason::Filter(chat_core::Rejected::EmptyTopic),
                     "{} dropped the spam for the wrong reason: {reason}",
                     p.name
                 );
