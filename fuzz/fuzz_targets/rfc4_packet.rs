@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use chat_core::packet::{self, MAX_TEXT_BYTES};
-use chat_core::{Rejected, Filter, Incoming, RateLimit, SocialView};
+use chat_core::{Filter, Incoming, RateLimit, Rejected, SocialView};
 use libfuzzer_sys::fuzz_target;
 use pchat_core::Privacy;
 
