@@ -232,9 +232,7 @@ async fn patch_privacy(
         }
         Err(RoomServiceError::NotFound) => {
             Metrics::reason(&state.metrics.metadata_updates, "not_connected");
-            Err(ApiError::bad_request(
-                "Participant is not connected to the room",
-            ))
+            Err(ApiError::bad_request(pchat_core::PARTICIPANT_NOT_CONNECTED))
         }
         Err(RoomServiceError::Unavailable(e)) => {
             Metrics::reason(&state.metrics.metadata_updates, "unavailable");

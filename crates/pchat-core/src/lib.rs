@@ -93,6 +93,12 @@ pub fn normalize_address_owned(mut s: String) -> Result<String, String> {
     Ok(s)
 }
 
+/// The gatekeeper's answer (400, `{"ok":false,"message":…}`) to a privacy update for a user who
+/// is not in the private-messages room, word for word as the reference gatekeeper writes it.
+/// Our gatekeeper answers with it and the social service recognises it by it (a user who is not
+/// in the room has no metadata to update; their next token carries the new value).
+pub const PARTICIPANT_NOT_CONNECTED: &str = "Participant is not connected to the room";
+
 /// The current time in milliseconds since the Unix epoch (UTC); 0 if the clock is before it.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -115,6 +115,13 @@ async fn friends_privacy_send_and_listen() {
 
     // A stranger is refused with the state named, exit 1, nothing sent.
     let stranger = "0x3333333333333333333333333333333333333333333333333333333333333333";
+    // A user who is not in the room changes their setting: the gatekeeper answers "Participant
+    // is not connected to the room" and the social service takes that as done.
+    for setting in ["only-friends", "all"] {
+        let r = run(&system, stranger, &["privacy", setting]).await;
+        assert!(r.status.success(), "{}", text(&r.stderr));
+        assert_eq!(text(&r.stdout), format!("{{\"privacy\":\"{setting}\"}}\n"));
+    }
     let r = run(&system, stranger, &["send", &bob, "hi?", "--wait", "2"]).await;
     assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
     assert!(

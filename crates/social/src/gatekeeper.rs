@@ -67,9 +67,38 @@ impl GatekeeperNotifier for HttpGatekeeper {
         }
         let body = resp.text().await.unwrap_or_default();
         // Not in the room: no metadata to update, and the next token carries the new value.
-        if status.as_u16() == 400 && body.contains("not connected") {
+        if status.as_u16() == 400 && is_not_connected(&body) {
             return Ok(());
         }
         Err(NotifyError(format!("gatekeeper answered {status}: {body}")))
+    }
+}
+
+/// Whether an error answer of the gatekeeper (`{"ok":false,"message":…}`) says the user is not
+/// in the room ([`pchat_core::PARTICIPANT_NOT_CONNECTED`]).
+fn is_not_connected(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+        .is_some_and(|m| m == pchat_core::PARTICIPANT_NOT_CONNECTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_not_connected_answer_is_recognised_by_its_message() {
+        let answer =
+            serde_json::json!({"ok": false, "message": pchat_core::PARTICIPANT_NOT_CONNECTED});
+        assert!(is_not_connected(&answer.to_string()));
+        for other in [
+            r#"{"ok":false,"message":"Invalid private_messages_privacy"}"#,
+            r#"{"ok":false,"message":"Participant is not connected to the room!"}"#,
+            "Participant is not connected to the room",
+            "",
+        ] {
+            assert!(!is_not_connected(other), "{other}");
+        }
     }
 }
