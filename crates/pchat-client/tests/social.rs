@@ -217,84 +217,6 @@ async fn the_inbox_follows_settings_friendships_and_blocks_from_the_social_servi
     b.chat.leave().await;
 }
 
-/// A fresh PostgreSQL database for one test, dropped afterwards (connections allowed again
-/// first).
-struct TestDb {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-fn psql(admin: &str, sql: &str) {
-    let ok = std::process::Command::new("psql")
-        .arg(admin)
-        .arg("-qtAc")
-        .arg(sql)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("psql");
-    assert!(ok.success(), "psql {sql}");
-}
-
-impl TestDb {
-    fn fresh() -> TestDb {
-        let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-            .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
-        let name = format!("pchat_c_{:016x}", rand_u64());
-        psql(&admin, &format!("CREATE DATABASE {name}"));
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .expect("url");
-        TestDb {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }
-    }
-
-    /// Refuses (or allows again) connections; refusing also ends the open ones.
-    fn reachable(&self, yes: bool) {
-        psql(
-            &self.admin,
-            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS {yes}", self.name),
-        );
-        if !yes {
-            psql(
-                &self.admin,
-                &format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = '{}' AND pid <> pg_backend_pid()",
-                    self.name
-                ),
-            );
-        }
-    }
-}
-
-impl std::ops::Drop for TestDb {
-    fn drop(&mut self) {
-        for sql in [
-            format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name),
-            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        ] {
-            let _ = std::process::Command::new("psql")
-                .arg(&self.admin)
-                .arg("-qc")
-                .arg(sql)
-                .status();
-        }
-    }
-}
-
-fn rand_u64() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    t ^ u64::from(std::process::id()).rotate_left(32)
-}
-
 /// The social service's database becomes unreachable: a refresh fails, the view stays the last
 /// good one and the client says it is stale (and why); once the database is back the view is
 /// read again by itself and is current. Real social service on real PostgreSQL.
@@ -303,7 +225,7 @@ async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
     use pchat_client::social::{SocialError, ViewStatus};
     use std::sync::{Arc, RwLock};
 
-    let db = TestDb::fresh();
+    let db = livekit_testkit::FreshPostgres::create("sdk").expect("fresh database");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -347,7 +269,7 @@ async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
     assert!(good.friends.contains(&friend) && good.blocked.contains(&blocked));
 
     // The database goes away. An explicit refresh fails and changes nothing.
-    db.reachable(false);
+    db.reachable(false).expect("psql");
     let err = client
         .refresh_view(&view)
         .await
@@ -394,7 +316,7 @@ async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
     assert_same(&view, &good, "the last good view is kept");
 
     // The database is back: the client reads the view again by itself, without any update.
-    db.reachable(true);
+    db.reachable(true).expect("psql");
     tokio::time::timeout(
         Duration::from_secs(40),
         status.wait_for(|s| *s == ViewStatus::Current),
