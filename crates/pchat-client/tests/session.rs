@@ -461,7 +461,7 @@ async fn a_session_that_never_connects_keeps_trying_and_refuses_actions() {
 /// On PostgreSQL: the session loads a view written before it connected, and follows a change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_on_postgresql() {
-    let db = TestDb::fresh();
+    let db = livekit_testkit::FreshPostgres::create("session").expect("fresh database");
     let s = Service::start(&db.url).await;
     let url = s.url();
     let aw = authchain::Wallet::random();
@@ -487,56 +487,4 @@ async fn the_session_on_postgresql() {
     })
     .await;
     assert!(a.view().blocked_by.contains(&b.address));
-}
-
-/// A fresh PostgreSQL database for one test, dropped afterwards.
-struct TestDb {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-impl TestDb {
-    fn fresh() -> TestDb {
-        let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-            .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let name = format!(
-            "pchat_s_{:016x}",
-            t ^ u64::from(std::process::id()).rotate_left(32)
-        );
-        let ok = std::process::Command::new("psql")
-            .arg(&admin)
-            .arg("-qtAc")
-            .arg(format!("CREATE DATABASE {name}"))
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("psql");
-        assert!(ok.success());
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .expect("url");
-        TestDb {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .arg(&self.admin)
-            .arg("-qc")
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .status();
-    }
 }
