@@ -63,10 +63,16 @@ pub fn one_line(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The columns one character takes on a terminal (0 for characters without a width, such as
+/// controls).
+pub fn char_width(c: char) -> usize {
+    c.width().unwrap_or(0)
+}
+
 /// The columns `text` takes on a terminal (characters without a width, such as controls, count
 /// 0; pass text through [`one_line`] first).
 pub fn width(text: &str) -> usize {
-    text.chars().map(|c| c.width().unwrap_or(0)).sum()
+    text.chars().map(char_width).sum()
 }
 
 /// `text` cut to at most `max_cols` terminal columns, ending in `…` when cut (borrowed when it
@@ -82,7 +88,7 @@ pub fn truncate_width(text: &str, max_cols: usize) -> Cow<'_, str> {
     let mut used = 0;
     let mut end = 0;
     for (i, c) in text.char_indices() {
-        let w = c.width().unwrap_or(0);
+        let w = char_width(c);
         if used + w > budget {
             break;
         }

@@ -7,7 +7,7 @@
 //! and paragraph separators become the visible text `\u{…}`. The result has no control
 //! character and no bidi control, so it is always one inert line.
 
-pub use chat_core::display::{is_unsafe, one_line};
+pub use chat_core::display::{char_width, is_unsafe, one_line, truncate_width, width};
 
 #[cfg(test)]
 mod tests {

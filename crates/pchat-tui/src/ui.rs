@@ -9,14 +9,13 @@ use ratatui::layout::{Constraint, Direction, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line as TextLine, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
-use unicode_width::UnicodeWidthChar;
 
 use crate::app::{
     App, Author, Conversation, Delivery, Level, message_text, short, state_name, status_text,
     text_len,
 };
 use crate::command::HELP;
-use crate::display::one_line;
+use crate::display::{char_width, one_line, width};
 use crate::sdk::RecipientState;
 
 /// Narrowest text column beside a message's prefix; narrower panes put the text under it.
@@ -31,17 +30,13 @@ pub fn safe(text: &str) -> String {
     one_line(text).into_owned()
 }
 
-fn width(text: &str) -> usize {
-    text.chars().map(|c| c.width().unwrap_or(0)).sum()
-}
-
 /// Splits safe `text` into pieces of at most `cols` columns (a wide character is never split).
 fn wrap(text: &str, cols: usize) -> Vec<String> {
     let cols = cols.max(2); // a wide character always fits
     let mut out = vec![String::new()];
     let mut used = 0;
     for c in text.chars() {
-        let w = c.width().unwrap_or(0);
+        let w = char_width(c);
         if used + w > cols {
             out.push(String::new());
             used = 0;
@@ -175,7 +170,7 @@ fn render_requests(app: &App, frame: &mut Frame, area: Rect) {
             lines.push(TextLine::from(Span::styled(
                 format!(
                     "  {}",
-                    chat_core::display::truncate_width(&safe(m), cols.saturating_sub(2))
+                    crate::display::truncate_width(&safe(m), cols.saturating_sub(2))
                 ),
                 Style::default().fg(Color::DarkGray),
             )));
