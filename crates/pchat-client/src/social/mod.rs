@@ -466,31 +466,51 @@ impl SocialClient {
         }
     }
 
-    /// All my friends (every page), lower case.
-    pub async fn friends(&self) -> Result<HashSet<String>, SocialError> {
-        let mut friends = HashSet::new();
+    /// Every page of a paginated procedure, [`PAGE`] items at a time: `page` asks for the page at
+    /// the given pagination and gives back its items and the total the server reported. It stops
+    /// at an empty page, at that total, or once [`MAX_LIST`] items are in.
+    async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, SocialError>
+    where
+        F: FnMut(v2::Pagination) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, Option<i32>), SocialError>>,
+    {
+        let mut out = Vec::new();
         let mut offset = 0;
         loop {
+            let (items, total) = page(v2::Pagination {
+                limit: PAGE,
+                offset,
+            })
+            .await?;
+            let n = items.len();
+            out.extend(items);
+            let total = total.map(|t| t.max(0) as usize);
+            if n == 0 || out.len() >= MAX_LIST || total.is_some_and(|t| out.len() >= t) {
+                return Ok(out);
+            }
+            offset = offset.saturating_add(n as i32);
+        }
+    }
+
+    /// All my friends (every page), lower case.
+    pub async fn friends(&self) -> Result<HashSet<String>, SocialError> {
+        let friends = Self::all_pages(|pagination| async move {
             let page: v2::PaginatedFriendsProfilesResponse = self
                 .call(
                     "GetFriends",
                     &v2::GetFriendsPayload {
-                        pagination: Some(v2::Pagination {
-                            limit: PAGE,
-                            offset,
-                        }),
+                        pagination: Some(pagination),
                     },
                 )
                 .await?;
-            let n = page.friends.len();
-            friends.extend(page.friends.into_iter().map(|f| lower(f.address)));
-            let total = page.pagination_data.map(|p| p.total.max(0) as usize);
-            if n == 0 || friends.len() >= MAX_LIST || total.is_some_and(|t| friends.len() >= t) {
-                break;
-            }
-            offset = offset.saturating_add(n as i32);
-        }
-        Ok(friends)
+            let total = page.pagination_data.map(|p| p.total);
+            Ok((
+                page.friends.into_iter().map(|f| lower(f.address)).collect(),
+                total,
+            ))
+        })
+        .await?;
+        Ok(friends.into_iter().collect())
     }
 
     async fn requests(&self, incoming: bool) -> Result<Vec<FriendRequest>, SocialError> {
@@ -500,17 +520,12 @@ impl SocialClient {
         } else {
             "GetSentFriendshipRequests"
         };
-        let mut out: Vec<FriendRequest> = Vec::new();
-        let mut offset = 0;
-        loop {
+        Self::all_pages(|pagination| async move {
             let page: v2::PaginatedFriendshipRequestsResponse = self
                 .call(
                     procedure,
                     &v2::GetFriendshipRequestsPayload {
-                        pagination: Some(v2::Pagination {
-                            limit: PAGE,
-                            offset,
-                        }),
+                        pagination: Some(pagination),
                     },
                 )
                 .await?;
@@ -526,28 +541,24 @@ impl SocialClient {
                     });
                 }
             };
-            let n = requests.len();
-            for r in requests {
-                let Some(friend) = r.friend else {
-                    return Err(SocialError::BadAnswer {
+            let requests = requests
+                .into_iter()
+                .map(|r| {
+                    let friend = r.friend.ok_or_else(|| SocialError::BadAnswer {
                         procedure,
                         what: "a request without its user".into(),
-                    });
-                };
-                out.push(FriendRequest {
-                    address: lower(friend.address),
-                    message: r.message,
-                    created_at: r.created_at,
-                    id: r.id,
-                });
-            }
-            let total = page.pagination_data.map(|p| p.total.max(0) as usize);
-            if n == 0 || out.len() >= MAX_LIST || total.is_some_and(|t| out.len() >= t) {
-                break;
-            }
-            offset = offset.saturating_add(n as i32);
-        }
-        Ok(out)
+                    })?;
+                    Ok(FriendRequest {
+                        address: lower(friend.address),
+                        message: r.message,
+                        created_at: r.created_at,
+                        id: r.id,
+                    })
+                })
+                .collect::<Result<Vec<_>, SocialError>>()?;
+            Ok((requests, page.pagination_data.map(|p| p.total)))
+        })
+        .await
     }
 
     /// Requests made to me and not answered yet (every page), with their message and time.
@@ -562,29 +573,26 @@ impl SocialClient {
 
     /// The users I blocked (every page of GetBlockedUsers), lower case.
     pub async fn blocked(&self) -> Result<HashSet<String>, SocialError> {
-        let mut out = HashSet::new();
-        let mut offset = 0;
-        loop {
+        let blocked = Self::all_pages(|pagination| async move {
             let page: v2::GetBlockedUsersResponse = self
                 .call(
                     "GetBlockedUsers",
                     &v2::GetBlockedUsersPayload {
-                        pagination: Some(v2::Pagination {
-                            limit: PAGE,
-                            offset,
-                        }),
+                        pagination: Some(pagination),
                     },
                 )
                 .await?;
-            let n = page.profiles.len();
-            out.extend(page.profiles.into_iter().map(|p| lower(p.address)));
-            let total = page.pagination_data.map(|p| p.total.max(0) as usize);
-            if n == 0 || out.len() >= MAX_LIST || total.is_some_and(|t| out.len() >= t) {
-                break;
-            }
-            offset = offset.saturating_add(n as i32);
-        }
-        Ok(out)
+            let total = page.pagination_data.map(|p| p.total);
+            Ok((
+                page.profiles
+                    .into_iter()
+                    .map(|p| lower(p.address))
+                    .collect(),
+                total,
+            ))
+        })
+        .await?;
+        Ok(blocked.into_iter().collect())
     }
 
     /// Blocks in both directions (GetBlockingStatus).
@@ -839,5 +847,65 @@ async fn merge(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A server holding `len` items that reports `total` (or none), answering pages of at most
+    /// `limit` items; records the offsets asked for.
+    async fn fetch(len: usize, total: Option<i32>) -> (Vec<usize>, Vec<i32>) {
+        let asked = Mutex::new(Vec::new());
+        let items = SocialClient::all_pages(|p| {
+            asked.lock().unwrap().push(p.offset);
+            async move {
+                let from = (p.offset as usize).min(len);
+                let to = (from + p.limit as usize).min(len);
+                Ok(((from..to).collect(), total))
+            }
+        })
+        .await
+        .unwrap();
+        (items, asked.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn all_pages_follows_offsets_until_the_total() {
+        let (items, asked) = fetch(2_500, Some(2_500)).await;
+        assert_eq!(items, (0..2_500).collect::<Vec<_>>());
+        assert_eq!(asked, vec![0, 1_000, 2_000]);
+    }
+
+    #[tokio::test]
+    async fn all_pages_without_a_total_stops_at_an_empty_page() {
+        let (items, asked) = fetch(1_000, None).await;
+        assert_eq!(items.len(), 1_000);
+        assert_eq!(asked, vec![0, 1_000]);
+        let (items, asked) = fetch(0, Some(0)).await;
+        assert!(items.is_empty());
+        assert_eq!(asked, vec![0]);
+    }
+
+    #[tokio::test]
+    async fn all_pages_stops_at_the_list_bound() {
+        let (items, asked) = fetch(MAX_LIST + 5_000, None).await;
+        assert_eq!(items.len(), MAX_LIST);
+        assert_eq!(asked.len(), MAX_LIST / PAGE as usize);
+    }
+
+    #[tokio::test]
+    async fn all_pages_passes_errors_on() {
+        let r: Result<Vec<u8>, _> = SocialClient::all_pages(|_| async {
+            Err(SocialError::BadAnswer {
+                procedure: "GetFriends",
+                what: "no response".into(),
+            })
+        })
+        .await;
+        assert!(matches!(r, Err(SocialError::BadAnswer { .. })));
     }
 }
