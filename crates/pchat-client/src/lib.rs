@@ -327,6 +327,15 @@ impl ChatClient {
     }
 }
 
+/// What the filter judges of a packet that came in from the room.
+fn incoming(packet: &livekit_participant::IncomingPacket) -> chat_core::Incoming<'_> {
+    chat_core::Incoming {
+        sender: &packet.sender,
+        topic: packet.topic.as_deref().unwrap_or(""),
+        payload: &packet.payload,
+    }
+}
+
 /// Replaces the view in `handle`, keeping its `me`.
 pub fn set_view(handle: &RwLock<SocialView>, view: SocialView) {
     if let Ok(mut v) = handle.write() {
@@ -350,15 +359,7 @@ impl Inbox {
                 Ok(v) => v.clone(),
                 Err(_) => continue,
             };
-            let verdict = self.filter.check(
-                &view,
-                chat_core::Incoming {
-                    sender: &packet.sender,
-                    topic: packet.topic.as_deref().unwrap_or(""),
-                    payload: &packet.payload,
-                },
-                Instant::now(),
-            );
+            let verdict = self.filter.check(&view, incoming(&packet), Instant::now());
             return Some(match verdict {
                 Ok(message) => Received::Message {
                     from: packet.sender.to_ascii_lowercase(),

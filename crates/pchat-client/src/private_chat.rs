@@ -662,15 +662,9 @@ impl Worker {
         let Some(view) = view else {
             return;
         };
-        let verdict = self.filter.check_packet(
-            &view,
-            chat_core::Incoming {
-                sender: &packet.sender,
-                topic: packet.topic.as_deref().unwrap_or(""),
-                payload: &packet.payload,
-            },
-            Instant::now(),
-        );
+        let verdict = self
+            .filter
+            .check_packet(&view, crate::incoming(&packet), Instant::now());
         let from = packet.sender.to_ascii_lowercase();
         match verdict {
             Ok(Accepted::Message(message)) => {

@@ -235,6 +235,35 @@ fn refused(procedure: &'static str, kind: &'static str, message: Option<String>)
     }
 }
 
+/// BlockUser and UnblockUser: the same request and answers under two sets of proto types.
+macro_rules! block_method {
+    ($(#[$doc:meta])* $name:ident, $procedure:literal, $payload:ident, $response:ident, $module:ident) => {
+        $(#[$doc])*
+        pub async fn $name(&self, address: &str) -> Result<(), SocialError> {
+            use v2::$module::Response as R;
+            const P: &str = $procedure;
+            let r: v2::$response = self
+                .call(
+                    P,
+                    &v2::$payload {
+                        user: user(address)?,
+                    },
+                )
+                .await?;
+            match r.response {
+                Some(R::Ok(_)) => Ok(()),
+                Some(R::InternalServerError(e)) => Err(refused(P, "internal error", e.message)),
+                Some(R::InvalidRequest(e)) => Err(refused(P, "invalid request", e.message)),
+                Some(R::ProfileNotFound(e)) => Err(refused(P, "profile not found", e.message)),
+                None => Err(SocialError::BadAnswer {
+                    procedure: P,
+                    what: "no response".into(),
+                }),
+            }
+        }
+    };
+}
+
 impl SocialClient {
     /// Connects to the social service at `url` (`ws://…/`) as `identity`'s owner, with the
     /// default dcl-rpc limits.
@@ -371,53 +400,23 @@ impl SocialClient {
         .map(|_| ())
     }
 
-    /// Blocks `address` (ends any friendship or request with them).
-    pub async fn block(&self, address: &str) -> Result<(), SocialError> {
-        use v2::block_user_response::Response as R;
-        const P: &str = "BlockUser";
-        let r: v2::BlockUserResponse = self
-            .call(
-                P,
-                &v2::BlockUserPayload {
-                    user: user(address)?,
-                },
-            )
-            .await?;
-        match r.response {
-            Some(R::Ok(_)) => Ok(()),
-            Some(R::InternalServerError(e)) => Err(refused(P, "internal error", e.message)),
-            Some(R::InvalidRequest(e)) => Err(refused(P, "invalid request", e.message)),
-            Some(R::ProfileNotFound(e)) => Err(refused(P, "profile not found", e.message)),
-            None => Err(SocialError::BadAnswer {
-                procedure: P,
-                what: "no response".into(),
-            }),
-        }
-    }
+    block_method!(
+        /// Blocks `address` (ends any friendship or request with them).
+        block,
+        "BlockUser",
+        BlockUserPayload,
+        BlockUserResponse,
+        block_user_response
+    );
 
-    /// Unblocks `address`.
-    pub async fn unblock(&self, address: &str) -> Result<(), SocialError> {
-        use v2::unblock_user_response::Response as R;
-        const P: &str = "UnblockUser";
-        let r: v2::UnblockUserResponse = self
-            .call(
-                P,
-                &v2::UnblockUserPayload {
-                    user: user(address)?,
-                },
-            )
-            .await?;
-        match r.response {
-            Some(R::Ok(_)) => Ok(()),
-            Some(R::InternalServerError(e)) => Err(refused(P, "internal error", e.message)),
-            Some(R::InvalidRequest(e)) => Err(refused(P, "invalid request", e.message)),
-            Some(R::ProfileNotFound(e)) => Err(refused(P, "profile not found", e.message)),
-            None => Err(SocialError::BadAnswer {
-                procedure: P,
-                what: "no response".into(),
-            }),
-        }
-    }
+    block_method!(
+        /// Unblocks `address`.
+        unblock,
+        "UnblockUser",
+        UnblockUserPayload,
+        UnblockUserResponse,
+        unblock_user_response
+    );
 
     /// Sets who may write to me (UpsertSocialSettings); returns the setting now stored.
     pub async fn set_privacy(&self, privacy: Privacy) -> Result<Privacy, SocialError> {
