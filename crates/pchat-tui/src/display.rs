@@ -9,6 +9,23 @@
 
 pub use chat_core::display::{char_width, is_unsafe, one_line, truncate_width, width};
 
+/// Texts an outside test sent through `pchat chat` to take over the terminal (issue #9):
+/// each must come out as one inert line. The offline demo shows them and the screen tests
+/// check them.
+pub const HOSTILE_TEXTS: &[&str] = &[
+    "carriage\rreturn",
+    "line\nfeed\n12:00 0x4444444444…4444: I am someone else",
+    "\u{1b}[2Jclear screen",
+    "\u{1b}]0;window title\u{7}",
+    "\u{1b}]8;;http://evil.example/\u{1b}\\link\u{1b}]8;;\u{1b}\\",
+    "\u{1b}]52;c;aGVsbG8=\u{7}clipboard",
+    "status query \u{1b}[6n",
+    "C1 CSI \u{9b}31m red",
+    "bidi \u{202e}txt.exe",
+    "nul\u{0}byte",
+    "del\u{7f}",
+];
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;

@@ -553,20 +553,7 @@ fn history_fills_the_list_and_the_conversation() {
     assert!(!s.contains("(4)"), "{s}");
 }
 
-/// The payloads an outside test sent through `pchat chat` (issue #9, 4a).
-const NASTY: &[&str] = &[
-    "carriage\rreturn",
-    "line\nfeed\n12:00 0x4444444444…4444: I am someone else",
-    "\u{1b}[2Jclear screen",
-    "\u{1b}]0;window title\u{7}",
-    "\u{1b}]8;;http://evil.example/\u{1b}\\link\u{1b}]8;;\u{1b}\\",
-    "\u{1b}]52;c;aGVsbG8=\u{7}clipboard",
-    "status query \u{1b}[6n",
-    "C1 CSI \u{9b}31m red",
-    "bidi \u{202e}txt.exe",
-    "nul\u{0}byte",
-    "del\u{7f}",
-];
+use pchat_tui::display::HOSTILE_TEXTS as NASTY;
 
 fn assert_clean(rows: &[String]) {
     for (y, row) in rows.iter().enumerate() {

@@ -97,21 +97,6 @@ impl EventSource for Events {
     }
 }
 
-/// The payloads an outside test sent through `pchat chat`.
-const NASTY: &[&str] = &[
-    "carriage\rreturn",
-    "line\nfeed\n12:00 0x4444444444…4444: I am someone else",
-    "\u{1b}[2Jclear screen",
-    "\u{1b}]0;window title\u{7}",
-    "\u{1b}]8;;http://evil.example/\u{1b}\\link\u{1b}]8;;\u{1b}\\",
-    "\u{1b}]52;c;aGVsbG8=\u{7}clipboard",
-    "status query \u{1b}[6n",
-    "C1 CSI \u{9b}31m red",
-    "bidi \u{202e}txt.exe",
-    "nul\u{0}byte",
-    "del\u{7f}",
-];
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nasty = std::env::args().any(|a| a == "--nasty");
@@ -137,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let tx = tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            for (i, p) in NASTY.iter().enumerate() {
+            for (i, p) in pchat_tui::display::HOSTILE_TEXTS.iter().enumerate() {
                 let _ = tx.send(message(STRANGER, p, 1.0 + i as f64)).await;
             }
             let _ = tx
