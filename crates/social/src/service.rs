@@ -16,7 +16,7 @@ use social_core::{
 };
 use social_proto::v2;
 use social_proto::{InternalServerError, InvalidFriendshipAction, InvalidRequest};
-use social_store::{Store, StoreError};
+use social_store::{Direction, Page, Store, StoreError};
 
 use crate::bus::{Bus, Update};
 use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
@@ -292,11 +292,14 @@ impl Social {
     /// error arm, and an empty page would say "no friends").
     async fn friends_page(
         &self,
-        result: Result<(Vec<String>, i64), StoreError>,
+        result: Result<Page<String>, StoreError>,
         limit: i64,
         offset: i64,
     ) -> Result<v2::PaginatedFriendsProfilesResponse, RpcError> {
-        let (friends, total) = result.map_err(read_failed)?;
+        let Page {
+            items: friends,
+            total,
+        } = result.map_err(read_failed)?;
         let profiles = self.profiles.profiles(&friends).await;
         Ok(v2::PaginatedFriendsProfilesResponse {
             friends: friends.iter().map(|f| profiles.get(f).friend()).collect(),
@@ -356,7 +359,10 @@ impl Social {
             return Ok(list.is_complete().then_some(list));
         }
         let generation = self.cache.generation();
-        let (friends, total) = self
+        let Page {
+            items: friends,
+            total,
+        } = self
             .store
             .friends(address, MAX_CACHED_FRIENDS as i64 + 1, 0)
             .await?;
@@ -374,8 +380,12 @@ impl Social {
             let p = match *name {
                 "GetFriends" => fallible_unary(s, Self::get_friends),
                 "GetMutualFriends" => fallible_unary(s, Self::get_mutual_friends),
-                "GetPendingFriendshipRequests" => unary(s, |s, c, r| Self::requests(s, c, r, true)),
-                "GetSentFriendshipRequests" => unary(s, |s, c, r| Self::requests(s, c, r, false)),
+                "GetPendingFriendshipRequests" => {
+                    unary(s, |s, c, r| Self::requests(s, c, r, Direction::Incoming))
+                }
+                "GetSentFriendshipRequests" => {
+                    unary(s, |s, c, r| Self::requests(s, c, r, Direction::Outgoing))
+                }
                 "UpsertFriendship" => unary(s, Self::upsert_friendship),
                 "GetFriendshipStatus" => unary(s, Self::friendship_status),
                 "BlockUser" => unary(s, Self::block_user),
@@ -453,7 +463,7 @@ impl Social {
     ) -> Result<Vec<v2::FriendProfile>, StoreError> {
         let friends = match self.friend_list(address).await? {
             Some(list) => list.as_slice().to_vec(),
-            None => self.store.friends(address, MAX_PAGE * 10, 0).await?.0,
+            None => self.store.friends(address, MAX_PAGE * 10, 0).await?.items,
         };
         let online: Vec<String> = self
             .presence
@@ -479,7 +489,7 @@ impl Social {
                 .store
                 .friends(address, MAX_PAGE * 10, 0)
                 .await
-                .map(|(f, _)| f),
+                .map(|p| p.items),
             Err(e) => Err(e),
         };
         match friends {
@@ -515,7 +525,7 @@ impl Social {
                 let all = list.as_slice();
                 let start = (offset as usize).min(all.len());
                 let end = start.saturating_add(limit as usize).min(all.len());
-                Ok((all[start..end].to_vec(), all.len() as i64))
+                Ok(Page::new(all[start..end].to_vec(), all.len() as i64))
             }
             Ok(None) => self.store.friends(&ctx.address, limit, offset).await,
             Err(e) => Err(e),
@@ -543,16 +553,16 @@ impl Social {
         self: Arc<Self>,
         ctx: CallContext,
         req: v2::GetFriendshipRequestsPayload,
-        received: bool,
+        direction: Direction,
     ) -> v2::PaginatedFriendshipRequestsResponse {
         use v2::paginated_friendship_requests_response::Response;
         let (limit, offset) = page(req.pagination);
         match self
             .store
-            .pending_requests(&ctx.address, received, limit, offset)
+            .pending_requests(&ctx.address, direction, limit, offset)
             .await
         {
-            Ok((list, total)) => {
+            Ok(Page { items: list, total }) => {
                 let addresses: Vec<String> = list.iter().map(|r| r.address.clone()).collect();
                 let profiles = self.profiles.profiles(&addresses).await;
                 v2::PaginatedFriendshipRequestsResponse {
@@ -830,7 +840,7 @@ impl Social {
         req: v2::GetBlockedUsersPayload,
     ) -> Result<v2::GetBlockedUsersResponse, RpcError> {
         let (limit, offset) = page(req.pagination);
-        let (page, total) = self
+        let Page { items: page, total } = self
             .store
             .blocked_page(&ctx.address, limit, offset)
             .await
@@ -853,12 +863,12 @@ impl Social {
     ) -> Result<v2::GetBlockingStatusResponse, RpcError> {
         let blocked = self
             .store
-            .blocks(&ctx.address, true)
+            .blocks(&ctx.address, Direction::Outgoing)
             .await
             .map_err(read_failed)?;
         let by = self
             .store
-            .blocks(&ctx.address, false)
+            .blocks(&ctx.address, Direction::Incoming)
             .await
             .map_err(read_failed)?;
         Ok(v2::GetBlockingStatusResponse {
