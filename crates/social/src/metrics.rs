@@ -89,7 +89,7 @@ impl Collector for Live {
             "Seconds since the service started.",
             self.started.elapsed().as_secs(),
         )?;
-        let cache = self.social.cache.stats();
+        let cache = self.social.data.cache().stats();
         counter(
             e,
             "cache_hits",
