@@ -110,6 +110,12 @@ impl Collector for Live {
         )?;
         counter(
             e,
+            "bus_envelopes_refused",
+            "Envelopes from Redis dropped unread (a bus format version this instance does not know).",
+            self.social.bus.refused(),
+        )?;
+        counter(
+            e,
             "friendship_rate_limited",
             "Friendship actions, blocks and unblocks refused by the rate limits.",
             self.social.limiter.limited(),
