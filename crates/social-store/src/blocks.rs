@@ -5,7 +5,7 @@ use pchat_core::now_ms;
 use social_core::{Action, FriendshipError};
 use sqlx::Row;
 
-use crate::{Applied, Direction, Page, Result, Store, StoreError};
+use crate::{Applied, Direction, Page, Reader, Result, Store, StoreError};
 
 impl Store {
     /// `blocker` blocks `blocked`: a block row, and the end of any friendship (action `block`).
@@ -64,7 +64,9 @@ impl Store {
         }
         Ok(removed)
     }
+}
 
+impl Reader {
     /// (`me` blocked `other`, `other` blocked `me`).
     pub async fn block_state(&self, me: &str, other: &str) -> Result<(bool, bool)> {
         let rows = sqlx::query(

@@ -9,7 +9,8 @@ use social_core::{Action, FriendshipError, LastAction};
 use sqlx::Row;
 
 use crate::{
-    Backend, Direction, PAIR_TURNS, Page, Result, Store, StoreError, new_id, ordered, placeholders,
+    Backend, Direction, PAIR_TURNS, Page, Reader, Result, Store, StoreError, new_id, ordered,
+    placeholders,
 };
 
 /// A friendship request waiting for an answer.
@@ -34,26 +35,6 @@ pub struct Applied {
 }
 
 impl Store {
-    /// The last action between two users.
-    pub async fn last_action(&self, x: &str, y: &str) -> Result<Option<LastAction>> {
-        let (a, b) = ordered(x, y);
-        let row = sqlx::query("SELECT last_action, last_acting_user FROM friendships WHERE user_a = $1 AND user_b = $2")
-            .bind(a.to_owned())
-            .bind(b.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            let action: String = r.try_get(0)?;
-            Ok(LastAction {
-                action: action
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(action.clone()))?,
-                acting_user: r.try_get(1)?,
-            })
-        })
-        .transpose()
-    }
-
     /// Validates and records `acting`'s `action` toward `other`, atomically.
     pub async fn apply_action(
         &self,
@@ -242,6 +223,28 @@ impl Store {
             message,
             created_at: now,
         }))
+    }
+}
+
+impl Reader {
+    /// The last action between two users.
+    pub async fn last_action(&self, x: &str, y: &str) -> Result<Option<LastAction>> {
+        let (a, b) = ordered(x, y);
+        let row = sqlx::query("SELECT last_action, last_acting_user FROM friendships WHERE user_a = $1 AND user_b = $2")
+            .bind(a.to_owned())
+            .bind(b.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let action: String = r.try_get(0)?;
+            Ok(LastAction {
+                action: action
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(action.clone()))?,
+                acting_user: r.try_get(1)?,
+            })
+        })
+        .transpose()
     }
 
     /// The history of a pair, oldest first: (action, acting user).

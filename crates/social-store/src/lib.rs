@@ -18,7 +18,8 @@
 //! ([`Store::apply_action`] and the friend and request lists), blocks ([`Store::block`],
 //! [`Store::unblock`]), the retry ([`Store::retrying`]) and pages (a list comes back as a
 //! [`Page`], its items and the total). Lists that run both ways (requests, blocks) take a
-//! [`Direction`].
+//! [`Direction`]. The reads are methods of [`Reader`] (which a [`Store`] dereferences to), so
+//! a `&Reader` can be handed out without handing out the writes.
 
 mod blocks;
 mod friendships;
@@ -73,9 +74,18 @@ pub enum Direction {
     Outgoing,
 }
 
-/// The social store.
+/// The store's reads, none of which writes: a caller that must pair every write with
+/// something (the social service's cache invalidation) can hand out a `&Reader` and keep the
+/// [`Store`] to itself. A [`Store`] dereferences to its reader, so `store.friends(…)` works.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    pool: AnyPool,
+}
+
+/// The social store: the reads of its [`Reader`], and the writes.
 #[derive(Debug, Clone)]
 pub struct Store {
+    reader: Reader,
     pool: AnyPool,
     backend: Backend,
     /// Changes to one pair take turns within this process (a pair maps to one of these by
@@ -156,6 +166,7 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store {
+            reader: Reader { pool: pool.clone() },
             pool,
             backend,
             pair_turns: (0..PAIR_TURNS)
@@ -170,5 +181,18 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The reads alone.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = Reader;
+
+    fn deref(&self) -> &Reader {
+        &self.reader
     }
 }

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store};
+use crate::{Reader, Result};
 
 /// One page of a list and the length of the whole list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl<T> Page<T> {
     }
 }
 
-impl Store {
+impl Reader {
     /// One round trip for a page whose column `total_column` is `COUNT(*) OVER ()` (the
     /// total on every row); past the last page, where there is no row, `count_sql` gives it.
     /// Both statements take the address as `$1`; the page takes `LIMIT $2 OFFSET $3`.

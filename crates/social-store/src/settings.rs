@@ -5,43 +5,9 @@ use std::collections::HashMap;
 use social_core::{BlockedMessagesVisibility, SettingsChange, SituationReactions, SocialSettings};
 use sqlx::Row;
 
-use crate::{Privacy, Result, Store, StoreError, placeholders};
+use crate::{Privacy, Reader, Result, Store, StoreError, placeholders};
 
 impl Store {
-    /// A user's settings (defaults when the user has none).
-    pub async fn settings(&self, address: &str) -> Result<SocialSettings> {
-        Ok(self
-            .settings_many(&[address.to_owned()])
-            .await?
-            .remove(address)
-            .unwrap_or_default())
-    }
-
-    /// Settings of several users; users without a row are absent from the map.
-    pub async fn settings_many(
-        &self,
-        addresses: &[String],
-    ) -> Result<HashMap<String, SocialSettings>> {
-        if addresses.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let sql = format!(
-            "SELECT address, private_messages_privacy, blocked_users_messages_visibility, show_situation_reactions \
-             FROM social_settings WHERE address IN ({})",
-            placeholders(1, addresses.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for a in addresses {
-            q = q.bind(a.clone());
-        }
-        let mut out = HashMap::new();
-        for row in q.fetch_all(&self.pool).await? {
-            let address: String = row.try_get(0)?;
-            out.insert(address, settings_row(&row, 1)?);
-        }
-        Ok(out)
-    }
-
     /// Changes the given fields of a user's settings in one statement (concurrent changes to
     /// different fields all stick) and returns the result.
     pub async fn upsert_settings(
@@ -76,6 +42,42 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         settings_row(&row, 0)
+    }
+}
+
+impl Reader {
+    /// A user's settings (defaults when the user has none).
+    pub async fn settings(&self, address: &str) -> Result<SocialSettings> {
+        Ok(self
+            .settings_many(&[address.to_owned()])
+            .await?
+            .remove(address)
+            .unwrap_or_default())
+    }
+
+    /// Settings of several users; users without a row are absent from the map.
+    pub async fn settings_many(
+        &self,
+        addresses: &[String],
+    ) -> Result<HashMap<String, SocialSettings>> {
+        if addresses.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT address, private_messages_privacy, blocked_users_messages_visibility, show_situation_reactions \
+             FROM social_settings WHERE address IN ({})",
+            placeholders(1, addresses.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for a in addresses {
+            q = q.bind(a.clone());
+        }
+        let mut out = HashMap::new();
+        for row in q.fetch_all(&self.pool).await? {
+            let address: String = row.try_get(0)?;
+            out.insert(address, settings_row(&row, 1)?);
+        }
+        Ok(out)
     }
 }
 

@@ -7,13 +7,13 @@
 //! bus delivers to this instance as well; dropping twice is harmless). [`Data`] owns the
 //! [`Store`] and offers only writes that do both, so the service cannot reach a write of the
 //! store that skips them. Reads that the cache serves (settings, friend lists) load through it
-//! with its generation check; the other reads go to the store.
+//! with its generation check; the other reads go to the store's [`Reader`] ([`Data::reader`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use social_core::{Action, LastAction, SettingsChange, SocialSettings};
-use social_store::{Applied, Direction, Page, PendingRequest, Store, StoreError};
+use social_core::{Action, SettingsChange, SocialSettings};
+use social_store::{Applied, Page, Reader, Store, StoreError};
 
 use crate::bus::{Bus, Update};
 use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
@@ -31,6 +31,12 @@ pub struct Data {
 impl Data {
     pub fn new(store: Store, cache: Arc<ReadCache>, bus: Bus) -> Self {
         Data { store, cache, bus }
+    }
+
+    /// The reads the cache does not serve (requests, blocks, mutual friends, a pair's state):
+    /// the store's [`Reader`], which cannot write.
+    pub fn reader(&self) -> &Reader {
+        self.store.reader()
     }
 
     /// The cache (its statistics; dropping entries is always safe).
@@ -216,57 +222,5 @@ impl Data {
                 others.iter().map(|a| set.contains(a)).collect()
             }
         })
-    }
-
-    // ---------------------------------------------------------------- other reads
-
-    /// A page of the friends two users share, and the total.
-    pub async fn mutual_friends(
-        &self,
-        x: &str,
-        y: &str,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Page<String>> {
-        self.store.mutual_friends(x, y, limit, offset).await
-    }
-
-    /// Requests `address` received or sent, newest first.
-    pub async fn pending_requests(
-        &self,
-        address: &str,
-        direction: Direction,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Page<PendingRequest>> {
-        self.store
-            .pending_requests(address, direction, limit, offset)
-            .await
-    }
-
-    /// The pair's last action, whether `me` blocked `other` and whether `other` blocked `me`.
-    pub async fn relation(
-        &self,
-        me: &str,
-        other: &str,
-    ) -> Result<(Option<LastAction>, bool, bool)> {
-        let last = self.store.last_action(me, other).await?;
-        let (i_blocked, blocked_me) = self.store.block_state(me, other).await?;
-        Ok((last, i_blocked, blocked_me))
-    }
-
-    /// A page of the users `address` blocked, newest first, with the time.
-    pub async fn blocked_page(
-        &self,
-        address: &str,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Page<(String, i64)>> {
-        self.store.blocked_page(address, limit, offset).await
-    }
-
-    /// Users `address` blocked or who blocked `address`, with the time.
-    pub async fn blocks(&self, address: &str, direction: Direction) -> Result<Vec<(String, i64)>> {
-        self.store.blocks(address, direction).await
     }
 }

@@ -79,6 +79,7 @@ impl Social {
         let (limit, offset) = page(req.pagination);
         let Page { items: page, total } = self
             .data
+            .reader()
             .blocked_page(&ctx.address, limit, offset)
             .await
             .map_err(read_failed)?;
@@ -100,11 +101,13 @@ impl Social {
     ) -> Result<v2::GetBlockingStatusResponse, RpcError> {
         let blocked = self
             .data
+            .reader()
             .blocks(&ctx.address, Direction::Outgoing)
             .await
             .map_err(read_failed)?;
         let by = self
             .data
+            .reader()
             .blocks(&ctx.address, Direction::Incoming)
             .await
             .map_err(read_failed)?;

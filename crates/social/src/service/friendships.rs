@@ -40,6 +40,7 @@ impl Social {
             .map_err(|e| RpcError::new(e.message.unwrap_or_else(|| "invalid user".into())))?;
         let result = self
             .data
+            .reader()
             .mutual_friends(&ctx.address, &other, limit, offset)
             .await;
         self.friends_page(result, limit, offset).await
@@ -55,6 +56,7 @@ impl Social {
         let (limit, offset) = page(req.pagination);
         let Page { items: list, total } = self
             .data
+            .reader()
             .pending_requests(&ctx.address, direction, limit, offset)
             .await?;
         let addresses: Vec<String> = list.iter().map(|r| r.address.clone()).collect();
@@ -169,7 +171,9 @@ impl Social {
     ) -> Result<v2::GetFriendshipStatusResponse, Refusal> {
         use v2::get_friendship_status_response::{Ok as StatusOk, Response};
         let other = user_address(req.user.as_ref())?;
-        let (last, i_blocked, blocked_me) = self.data.relation(&ctx.address, &other).await?;
+        let reader = self.data.reader();
+        let last = reader.last_action(&ctx.address, &other).await?;
+        let (i_blocked, blocked_me) = reader.block_state(&ctx.address, &other).await?;
         let status = status_for(&ctx.address, last.as_ref(), i_blocked, blocked_me);
         Ok(v2::GetFriendshipStatusResponse {
             response: Some(Response::Accepted(StatusOk {
