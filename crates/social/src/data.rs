@@ -1,13 +1,6 @@
 //! The social data: the store, its read-through cache and the cache's invalidation, behind one
-//! type ([`Data`]) so that a write cannot forget to invalidate.
-//!
-//! The rule (see [`crate::cache`] for the read side): every change is followed, after it is
-//! committed, by [`ReadCache::invalidate`] on this instance and by an
-//! [`Update::Invalidate`](crate::bus::Update) on the bus, so every instance drops the entry (the
-//! bus delivers to this instance as well; dropping twice is harmless). [`Data`] owns the
-//! [`Store`] and offers only writes that do both, so the service cannot reach a write of the
-//! store that skips them. Reads that the cache serves (settings, friend lists) load through it
-//! with its generation check; the other reads go to the store's [`Reader`] ([`Data::reader`]).
+//! type ([`Data`]) so that a write cannot forget to invalidate (the rule is on [`Data`]; the
+//! read side's rules are in [`crate::cache`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,6 +14,14 @@ use crate::cache::{FriendList, Invalidation, MAX_CACHED_FRIENDS, ReadCache};
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// The store with its cache; every write invalidates what it changed on every instance.
+///
+/// The rule: every change is followed, after it is committed, by [`ReadCache::invalidate`] on
+/// this instance and by an [`Update::Invalidate`](crate::bus::Update) on the bus, so every
+/// instance drops the entry (the bus delivers to this instance as well; dropping twice is
+/// harmless). `Data` owns the [`Store`] and offers only writes that do both, so the service
+/// cannot reach a write of the store that skips them. Reads that the cache serves (settings,
+/// friend lists) load through it with its generation check; the other reads go to the store's
+/// [`Reader`] ([`Data::reader`]), which cannot write.
 pub struct Data {
     store: Store,
     cache: Arc<ReadCache>,

@@ -1,10 +1,10 @@
 //! The SocialService procedures: decode the request, apply the domain rules through the data
 //! ([`crate::data::Data`]: the store and its cache), publish updates, encode the response.
-//! Business errors travel inside the response's `oneof` ([`reply`] builds those cases, so a
+//! Business errors travel inside the response's `oneof` (`reply` builds those cases, so a
 //! handler uses `?`).
 //!
-//! One module per concern: [`convert`] (wire ↔ domain), [`reads`] (the cached reads: settings,
-//! friend lists, online friends), [`friendships`], [`blocks`], [`settings`] and [`presence`]
+//! One module per concern: `convert` (wire ↔ domain), `reads` (the cached reads: settings,
+//! friend lists, online friends), `friendships`, `blocks`, `settings` and `presence`
 //! (connectivity across instances). This module holds the shared state ([`Social`]) and the
 //! dispatch of every procedure of the proto.
 

@@ -55,7 +55,7 @@ impl Social {
     }
 
     async fn announce(&self, address: &str, status: v2::ConnectivityStatus) {
-        match self.friends_to_tell(address).await {
+        match self.friends_for_presence(address).await {
             Ok(friends) if friends.is_empty() => {}
             Ok(friends) => {
                 let me = self.profile(address).await.friend();

@@ -17,15 +17,6 @@ impl Social {
         self.data.settings(address).await
     }
 
-    /// Settings of each address, in order (defaults for users without a row). A failed read
-    /// is an error, never defaults.
-    pub async fn settings_of(
-        &self,
-        addresses: &[String],
-    ) -> Result<Vec<SocialSettings>, StoreError> {
-        self.data.settings_of(addresses).await
-    }
-
     /// A page of friend profiles; a store failure is a remote error (the response has no
     /// error arm, and an empty page would say "no friends").
     pub(super) async fn friends_page(
@@ -45,8 +36,12 @@ impl Social {
         })
     }
 
-    /// The friends of `address` that presence looks at: at most `MAX_PAGE * 10`.
-    pub(super) async fn friends_to_tell(&self, address: &str) -> Result<Vec<String>, StoreError> {
+    /// The friends of `address` that connectivity concerns (whom an announcement reaches, whose
+    /// presence the snapshot looks up): at most `MAX_PAGE * 10`, from the cache when it has them.
+    pub(super) async fn friends_for_presence(
+        &self,
+        address: &str,
+    ) -> Result<Vec<String>, StoreError> {
         Ok(self.data.friends(address, MAX_PAGE * 10, 0).await?.items)
     }
 
@@ -56,7 +51,7 @@ impl Social {
         &self,
         address: &str,
     ) -> Result<Vec<v2::FriendProfile>, StoreError> {
-        let friends = self.friends_to_tell(address).await?;
+        let friends = self.friends_for_presence(address).await?;
         let online: Vec<String> = self
             .presence
             .online_among(&friends)
