@@ -399,7 +399,7 @@ async fn the_session_reconnects_and_reloads_a_change_made_while_away() {
     // blocked someone from another device.
     let x = authchain::Wallet::random().address().to_lower_hex();
     let y = authchain::Wallet::random().address().to_lower_hex();
-    let store = &s.app().social.store;
+    let store = &s.app().social.data;
     store
         .apply_action(&x, &av, social_core::Action::Request, Some("while away"))
         .await
@@ -467,7 +467,7 @@ async fn the_session_on_postgresql() {
     let aw = authchain::Wallet::random();
     let av = aw.address().to_lower_hex();
     let f = authchain::Wallet::random().address().to_lower_hex();
-    let store = &s.app().social.store;
+    let store = &s.app().social.data;
     store
         .apply_action(&f, &av, social_core::Action::Request, None)
         .await

@@ -239,7 +239,7 @@ async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
     let me = wallet.address().to_lower_hex();
     let friend = authchain::Wallet::random().address().to_lower_hex();
     let blocked = authchain::Wallet::random().address().to_lower_hex();
-    let store = &app.social.store;
+    let store = &app.social.data;
     store
         .apply_action(&me, &friend, social_core::Action::Request, None)
         .await

@@ -7,7 +7,7 @@ use social_core::{
     Action, BlockedMessagesVisibility, FriendshipError, SettingsChange, SituationReactions,
     SocialSettings,
 };
-use social_store::{Privacy, Store, StoreError};
+use social_store::{Direction, Page, Privacy, Store, StoreError};
 use sqlx::Connection;
 
 const A: &str = "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -188,7 +188,13 @@ on_both!(request_accept_delete_and_history, |s: Store| async move {
         .await
         .unwrap();
     assert_eq!(applied.message.as_deref(), Some("hi!"));
-    let (received, total) = s.pending_requests(B, true, 10, 0).await.unwrap();
+    let Page {
+        items: received,
+        total,
+    } = s
+        .pending_requests(B, Direction::Incoming, 10, 0)
+        .await
+        .unwrap();
     assert_eq!(
         (
             total,
@@ -197,7 +203,10 @@ on_both!(request_accept_delete_and_history, |s: Store| async move {
         ),
         (1, A, Some("hi!"))
     );
-    let (sent, _) = s.pending_requests(A, false, 10, 0).await.unwrap();
+    let Page { items: sent, .. } = s
+        .pending_requests(A, Direction::Outgoing, 10, 0)
+        .await
+        .unwrap();
     assert_eq!(sent[0].address, B);
     // Only the other side accepts; only the requester cancels.
     assert!(matches!(
@@ -209,11 +218,23 @@ on_both!(request_accept_delete_and_history, |s: Store| async move {
         Err(StoreError::Rejected(FriendshipError::NotRequester))
     ));
     s.apply_action(B, A, Action::Accept, None).await.unwrap();
-    assert_eq!(s.friends(A, 10, 0).await.unwrap(), (vec![B.to_owned()], 1));
-    assert_eq!(s.friends(B, 10, 0).await.unwrap(), (vec![A.to_owned()], 1));
-    assert_eq!(s.pending_requests(B, true, 10, 0).await.unwrap().1, 0);
+    assert_eq!(
+        s.friends(A, 10, 0).await.unwrap(),
+        Page::new(vec![B.to_owned()], 1)
+    );
+    assert_eq!(
+        s.friends(B, 10, 0).await.unwrap(),
+        Page::new(vec![A.to_owned()], 1)
+    );
+    assert_eq!(
+        s.pending_requests(B, Direction::Incoming, 10, 0)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
     s.apply_action(A, B, Action::Delete, None).await.unwrap();
-    assert_eq!(s.friends(A, 10, 0).await.unwrap().1, 0);
+    assert_eq!(s.friends(A, 10, 0).await.unwrap().total, 0);
     let history: Vec<Action> = s
         .history(A, B)
         .await
@@ -238,10 +259,16 @@ on_both!(mutual_friends_and_pagination, |s: Store| async move {
     }
     assert_eq!(
         s.mutual_friends(A, B, 10, 0).await.unwrap(),
-        (vec![C.to_owned()], 1)
+        Page::new(vec![C.to_owned()], 1)
     );
-    assert_eq!(s.friends(C, 1, 0).await.unwrap(), (vec![A.to_owned()], 2));
-    assert_eq!(s.friends(C, 1, 1).await.unwrap(), (vec![B.to_owned()], 2));
+    assert_eq!(
+        s.friends(C, 1, 0).await.unwrap(),
+        Page::new(vec![A.to_owned()], 2)
+    );
+    assert_eq!(
+        s.friends(C, 1, 1).await.unwrap(),
+        Page::new(vec![B.to_owned()], 2)
+    );
     let among = s
         .friends_among(
             C,
@@ -263,14 +290,14 @@ on_both!(
         s.apply_action(B, A, Action::Accept, None).await.unwrap();
         assert!(s.block(A, B).await.unwrap().is_some());
         assert_eq!(
-            s.friends(A, 10, 0).await.unwrap().1,
+            s.friends(A, 10, 0).await.unwrap().total,
             0,
             "a block ends the friendship"
         );
         assert_eq!(s.block_state(A, B).await.unwrap(), (true, false));
         assert_eq!(s.block_state(B, A).await.unwrap(), (false, true));
-        assert_eq!(s.blocks(A, true).await.unwrap()[0].0, B);
-        assert_eq!(s.blocks(B, false).await.unwrap()[0].0, A);
+        assert_eq!(s.blocks(A, Direction::Outgoing).await.unwrap()[0].0, B);
+        assert_eq!(s.blocks(B, Direction::Incoming).await.unwrap()[0].0, A);
         // A request to someone who blocked you.
         assert!(matches!(
             s.apply_action(B, A, Action::Request, None).await,
@@ -323,7 +350,7 @@ on_both!(
                 }
             );
             assert_eq!(
-                s.friends(&x, 10, 0).await.unwrap().1,
+                s.friends(&x, 10, 0).await.unwrap().total,
                 i64::from(acc.is_ok())
             );
             assert_eq!(
@@ -340,9 +367,12 @@ on_both!(
     |s: Store| async move {
         s.apply_action(A, B, Action::Request, None).await.unwrap();
         s.apply_action(B, A, Action::Accept, None).await.unwrap();
-        assert_eq!(s.friends(A, 10, 0).await.unwrap(), (vec![B.to_owned()], 1));
-        assert_eq!(s.friends(A, 10, 5).await.unwrap(), (vec![], 1));
-        assert_eq!(s.friends(C, 10, 0).await.unwrap(), (vec![], 0));
+        assert_eq!(
+            s.friends(A, 10, 0).await.unwrap(),
+            Page::new(vec![B.to_owned()], 1)
+        );
+        assert_eq!(s.friends(A, 10, 5).await.unwrap(), Page::new(vec![], 1));
+        assert_eq!(s.friends(C, 10, 0).await.unwrap(), Page::new(vec![], 0));
     }
 );
 
@@ -353,18 +383,21 @@ on_both!(blocked_users_page_in_the_database, |s: Store| async move {
         // Distinct blocked_at values (milliseconds), newest first in the page.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
-    let (page, total) = s.blocked_page(A, 2, 0).await.unwrap();
+    let Page { items: page, total } = s.blocked_page(A, 2, 0).await.unwrap();
     assert_eq!(total, 5);
     assert_eq!(
         page.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
         [blocked[4].as_str(), blocked[3].as_str()]
     );
     assert!(page[0].1 >= page[1].1);
-    let (page, total) = s.blocked_page(A, 2, 4).await.unwrap();
+    let Page { items: page, total } = s.blocked_page(A, 2, 4).await.unwrap();
     assert_eq!((page.len(), total), (1, 5));
     assert_eq!(page[0].0, blocked[0]);
-    assert_eq!(s.blocked_page(A, 2, 10).await.unwrap(), (vec![], 5));
-    assert_eq!(s.blocked_page(B, 2, 0).await.unwrap(), (vec![], 0));
+    assert_eq!(
+        s.blocked_page(A, 2, 10).await.unwrap(),
+        Page::new(vec![], 5)
+    );
+    assert_eq!(s.blocked_page(B, 2, 0).await.unwrap(), Page::new(vec![], 0));
 });
 
 /// One of the moves a user makes in the race below.
@@ -432,7 +465,7 @@ async fn race_two_users(s: Store) {
             for _ in 0..MOVES_EACH / 2 {
                 let r = async {
                     s.friends(A, 10, 0).await?;
-                    s.pending_requests(B, true, 10, 0).await?;
+                    s.pending_requests(B, Direction::Incoming, 10, 0).await?;
                     s.block_state(A, B).await
                 }
                 .await;
@@ -478,11 +511,11 @@ async fn race_two_users(s: Store) {
     }
     let friends = last.as_ref().is_some_and(|l| l.action == Action::Accept);
     assert_eq!(
-        s.friends(A, 10, 0).await.expect("store").1,
+        s.friends(A, 10, 0).await.expect("store").total,
         i64::from(friends)
     );
     assert_eq!(
-        s.friends(B, 10, 0).await.expect("store").1,
+        s.friends(B, 10, 0).await.expect("store").total,
         i64::from(friends)
     );
     let (ab, ba) = (
@@ -492,8 +525,16 @@ async fn race_two_users(s: Store) {
     assert_eq!((ab.0, ab.1), (ba.1, ba.0));
     let pending = last.as_ref().filter(|l| l.action == Action::Request);
     for (me, other) in [(A, B), (B, A)] {
-        let (received, _) = s.pending_requests(me, true, 10, 0).await.expect("store");
-        let (sent, _) = s.pending_requests(me, false, 10, 0).await.expect("store");
+        let Page {
+            items: received, ..
+        } = s
+            .pending_requests(me, Direction::Incoming, 10, 0)
+            .await
+            .expect("store");
+        let Page { items: sent, .. } = s
+            .pending_requests(me, Direction::Outgoing, 10, 0)
+            .await
+            .expect("store");
         let i_sent = pending.is_some_and(|l| l.acting_user == me);
         let they_sent = pending.is_some_and(|l| l.acting_user == other);
         assert_eq!(sent.len(), usize::from(i_sent), "{me} sent");

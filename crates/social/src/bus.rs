@@ -10,6 +10,11 @@
 //! Redis channel and every instance (this one included) delivers what it hears to its own
 //! subscribers, so a user connected to another instance gets it too. If Redis cannot take a
 //! publish, the update is still delivered locally.
+//!
+//! An envelope on Redis starts with a version byte ([`VERSION`], now 1), so a rolling upgrade
+//! can change the format: an instance drops an envelope whose version it does not know (or one
+//! without any), logs it at `warn` and counts it ([`Bus::refused`]), rather than misreading it.
+//! A new format takes a new version, which old instances then refuse while both run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +30,20 @@ use crate::cache::Invalidation;
 
 /// The Redis channel updates travel on.
 pub const CHANNEL: &str = "pchat:social:updates";
+
+/// The envelope format this instance writes and reads (the first byte on the channel).
+pub const VERSION: u8 = 1;
+
+/// Why bytes from the channel are not an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("empty envelope (no version byte)")]
+    NoVersion,
+    #[error("envelope version {0}, this instance reads version {VERSION}")]
+    UnknownVersion(u8),
+    #[error("malformed envelope")]
+    Malformed,
+}
 
 /// An update for one user.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +63,7 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// `[kind][to length][to][protobuf]`.
+    /// `[VERSION][kind][to length][to][protobuf]`.
     pub fn encode(&self) -> Vec<u8> {
         let (kind, body) = match &self.update {
             Update::Friendship(u) => (1u8, u.encode_to_vec()),
@@ -53,7 +72,8 @@ impl Envelope {
             Update::Invalidate(i) => (4, vec![i.to_byte()]),
         };
         let to = self.to.as_bytes();
-        let mut out = Vec::with_capacity(2 + to.len() + body.len());
+        let mut out = Vec::with_capacity(3 + to.len() + body.len());
+        out.push(VERSION);
         out.push(kind);
         out.push(to.len().min(255) as u8);
         out.extend_from_slice(&to[..to.len().min(255)]);
@@ -61,7 +81,17 @@ impl Envelope {
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Option<Envelope> {
+    /// An envelope of this instance's [`VERSION`]; any other version is refused unread.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        match bytes.split_first() {
+            None => Err(EnvelopeError::NoVersion),
+            Some((&VERSION, rest)) => Self::decode_v1(rest).ok_or(EnvelopeError::Malformed),
+            Some((&other, _)) => Err(EnvelopeError::UnknownVersion(other)),
+        }
+    }
+
+    /// `[kind][to length][to][protobuf]`, after the version byte.
+    fn decode_v1(bytes: &[u8]) -> Option<Envelope> {
         let (&kind, rest) = bytes.split_first()?;
         let (&len, rest) = rest.split_first()?;
         let to = std::str::from_utf8(rest.get(..len as usize)?)
@@ -94,6 +124,8 @@ struct Hub {
     internal: broadcast::Sender<Arc<Envelope>>,
     next_id: AtomicU64,
     dropped: AtomicU64,
+    /// Envelopes from the channel that were not read (unknown version, malformed).
+    refused: AtomicU64,
 }
 
 impl Hub {
@@ -103,7 +135,20 @@ impl Hub {
             internal: broadcast::channel(4096).0,
             next_id: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         })
+    }
+
+    /// Delivers what arrived on the Redis channel, or drops, logs and counts what cannot be
+    /// read.
+    fn receive(&self, payload: &[u8]) {
+        match Envelope::decode(payload) {
+            Ok(env) => self.deliver(Arc::new(env)),
+            Err(e) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "update on the Redis channel dropped");
+            }
+        }
     }
 
     fn deliver(&self, envelope: Arc<Envelope>) {
@@ -242,6 +287,11 @@ impl Bus {
     pub fn dropped(&self) -> u64 {
         self.hub.dropped.load(Ordering::Relaxed)
     }
+
+    /// Envelopes from Redis dropped unread (an unknown version, none, or malformed).
+    pub fn refused(&self) -> u64 {
+        self.hub.refused.load(Ordering::Relaxed)
+    }
 }
 
 /// Relays the Redis channel to this instance's hub until the hub is gone.
@@ -276,14 +326,8 @@ async fn relay(
                     subscribed_before = true;
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
-                        let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
-                        match Envelope::decode(&payload) {
-                            Some(env) => {
-                                let Some(hub) = hub.upgrade() else { return };
-                                hub.deliver(Arc::new(env));
-                            }
-                            None => tracing::warn!("undecodable update on the Redis channel"),
-                        }
+                        let Some(hub) = hub.upgrade() else { return };
+                        hub.receive(msg.get_payload_bytes());
                     }
                 }
                 tracing::warn!("Redis subscription ended; reconnecting");
@@ -375,16 +419,58 @@ mod tests {
                 is_blocked: true,
             }),
         };
-        assert_eq!(Envelope::decode(&e.encode()), Some(e));
+        assert_eq!(Envelope::decode(&e.encode()), Ok(e));
         let i = Envelope {
             to: "0xabc".into(),
             update: Update::Invalidate(Invalidation::Settings),
         };
-        assert_eq!(Envelope::decode(&i.encode()), Some(i));
-        assert_eq!(Envelope::decode(&[4, 0]), None);
-        assert_eq!(Envelope::decode(&[4, 0, 9]), None);
-        assert_eq!(Envelope::decode(&[]), None);
-        assert_eq!(Envelope::decode(&[9, 0]), None);
-        assert_eq!(Envelope::decode(&[1, 200, 1]), None);
+        assert_eq!(Envelope::decode(&i.encode()), Ok(i));
+        let malformed = Err(EnvelopeError::Malformed);
+        assert_eq!(Envelope::decode(&[VERSION, 4, 0]), malformed);
+        assert_eq!(Envelope::decode(&[VERSION, 4, 0, 9]), malformed);
+        assert_eq!(Envelope::decode(&[]), Err(EnvelopeError::NoVersion));
+        assert_eq!(Envelope::decode(&[VERSION]), malformed);
+        assert_eq!(Envelope::decode(&[VERSION, 9, 0]), malformed);
+        assert_eq!(Envelope::decode(&[VERSION, 1, 200, 1]), malformed);
+    }
+
+    #[test]
+    fn envelopes_carry_a_version_and_another_version_is_refused() {
+        let e = Envelope {
+            to: "0xabc".into(),
+            update: Update::Invalidate(Invalidation::Friends),
+        };
+        let mut bytes = e.encode();
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(Envelope::decode(&bytes), Ok(e.clone()));
+        bytes[0] = VERSION + 1;
+        assert_eq!(
+            Envelope::decode(&bytes),
+            Err(EnvelopeError::UnknownVersion(VERSION + 1))
+        );
+        // The format before the version byte (it started with the kind) is refused too.
+        assert_eq!(
+            Envelope::decode(&bytes[1..]),
+            Err(EnvelopeError::UnknownVersion(4))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_envelope_is_counted_and_not_delivered() {
+        let bus = Bus::default();
+        let mut internal = bus.invalidations();
+        let e = Envelope {
+            to: "0xa".into(),
+            update: Update::Invalidate(Invalidation::Friends),
+        };
+        let mut bytes = e.encode();
+        bytes[0] = VERSION + 1;
+        bus.hub.receive(&bytes);
+        bus.hub.receive(&[]);
+        assert_eq!(bus.refused(), 2);
+        assert!(internal.try_recv().is_err(), "nothing delivered");
+        bus.hub.receive(&e.encode());
+        assert_eq!(internal.recv().await.expect("delivered").update, e.update);
+        assert_eq!(bus.refused(), 2);
     }
 }

@@ -2,9 +2,9 @@
 //! (GetPrivateMessagesSettings, GetFriends, the gatekeeper's privacy lookup, presence).
 //!
 //! Correctness rules:
-//! - Every change is followed, after it is committed, by [`ReadCache::invalidate`] on this
-//!   instance and by an [`Update::Invalidate`](crate::bus::Update) on the bus, so every instance
-//!   drops the entry (the bus delivers to this instance as well; dropping twice is harmless).
+//! - Every change is followed, after it is committed, by an invalidation on this instance and
+//!   on the bus: [`crate::data::Data`] owns the store and offers only writes that do it (its
+//!   doc states the rule), so no write can skip it.
 //! - A value loaded from the database is kept only if no invalidation happened while it was
 //!   being loaded (a generation counter, checked and inserted under a shared lock that
 //!   invalidations take exclusively), so a slow read can never re-insert what a write replaced.

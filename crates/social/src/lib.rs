@@ -2,12 +2,13 @@
 //! PostgreSQL or SQLite, served to clients over dcl-rpc on a WebSocket (wire-compatible with
 //! Decentraland's `SocialService` v2) and to the gatekeeper over HTTP.
 //!
-//! Layers: `social-core` (rules) → `social-store` (database) → [`service`] (procedures, updates,
-//! the gatekeeper) → this module (HTTP routes, the WebSocket auth frame) → `pchat social`.
+//! Layers: `social-core` (rules) → `social-store` (database) → [`data`] (the store behind its
+//! cache: every write invalidates) → [`service`] (procedures, updates, the gatekeeper) → this module (HTTP routes, the WebSocket auth frame) → `pchat social`.
 
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod data;
 pub mod gatekeeper;
 pub mod metrics;
 pub mod presence;

@@ -89,7 +89,7 @@ impl Collector for Live {
             "Seconds since the service started.",
             self.started.elapsed().as_secs(),
         )?;
-        let cache = self.social.cache.stats();
+        let cache = self.social.data.cache().stats();
         counter(
             e,
             "cache_hits",
@@ -107,6 +107,12 @@ impl Collector for Live {
             "updates_dropped",
             "Updates dropped because a client's stream was too far behind.",
             self.social.bus.dropped(),
+        )?;
+        counter(
+            e,
+            "bus_envelopes_refused",
+            "Envelopes from Redis dropped unread (a bus format version this instance does not know).",
+            self.social.bus.refused(),
         )?;
         counter(
             e,

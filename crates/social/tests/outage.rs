@@ -133,7 +133,7 @@ async fn seed(app: &App) -> Seeded {
         b: random_address(),
         b2: random_address(),
     };
-    let store = &app.social.store;
+    let store = &app.social.data;
     for (x, y) in [(&m, &s.f), (&s.f2, &s.f)] {
         store
             .apply_action(x, y, Action::Request, None)
@@ -463,7 +463,7 @@ async fn reads_during_outages(cache_ttl_secs: u64) {
         );
     }
     // Nothing read so far stays in the cache: every read below is cold.
-    app.social.cache.invalidate("", Invalidation::All);
+    app.social.data.cache().invalidate("", Invalidation::All);
 
     // 1. The database refuses connections and the open ones are ended.
     db.allow_connections(false);
@@ -503,7 +503,7 @@ async fn reads_during_outages(cache_ttl_secs: u64) {
 
     // 2. Connections terminated while the database still accepts new ones: each read either
     // fails (it used a connection that died) or answers the truth; never an empty list.
-    app.social.cache.invalidate("", Invalidation::All);
+    app.social.data.cache().invalidate("", Invalidation::All);
     let mut errors = Vec::new();
     for round in 0..3 {
         db.terminate();
@@ -514,7 +514,7 @@ async fn reads_during_outages(cache_ttl_secs: u64) {
                 Answer::Wrong(w) => panic!("connections terminated, round {round}: {name}: {w}"),
             }
         }
-        app.social.cache.invalidate("", Invalidation::All);
+        app.social.data.cache().invalidate("", Invalidation::All);
     }
     // The pooled connections that were cut did fail some reads (else this part proved nothing).
     assert!(!errors.is_empty(), "no read met a terminated connection");

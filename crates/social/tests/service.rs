@@ -92,7 +92,7 @@ async fn privacy_changes_fail_closed_with_the_gatekeeper() {
     );
     let stored = app
         .social
-        .store
+        .data
         .settings(&c.address)
         .await
         .expect("settings");
@@ -131,7 +131,7 @@ async fn privacy_changes_fail_closed_with_the_gatekeeper() {
     ));
     assert_eq!(
         app.social
-            .store
+            .data
             .settings(&c.address)
             .await
             .expect("s")
