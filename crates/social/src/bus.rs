@@ -11,7 +11,7 @@
 //! subscribers, so a user connected to another instance gets it too. If Redis cannot take a
 //! publish, the update is still delivered locally.
 //!
-//! An envelope on Redis starts with a version byte ([`VERSION`], now 1), so a rolling upgrade
+//! An envelope on Redis starts with a version byte ([`VERSION`], now 0x10), so a rolling upgrade
 //! can change the format: an instance drops an envelope whose version it does not know (or one
 //! without any), logs it at `warn` and counts it ([`Bus::refused`]), rather than misreading it.
 //! A new format takes a new version, which old instances then refuse while both run.
@@ -32,7 +32,11 @@ use crate::cache::Invalidation;
 pub const CHANNEL: &str = "pchat:social:updates";
 
 /// The envelope format this instance writes and reads (the first byte on the channel).
-pub const VERSION: u8 = 1;
+///
+/// Versions count up from 0x10: an envelope written before there was a version byte started
+/// with its kind (1–4), so no version can be mistaken for one of those, and an instance from
+/// before versions drops a versioned envelope as an unknown kind instead of misreading it.
+pub const VERSION: u8 = 0x10;
 
 /// Why bytes from the channel are not an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -448,11 +452,16 @@ mod tests {
             Envelope::decode(&bytes),
             Err(EnvelopeError::UnknownVersion(VERSION + 1))
         );
-        // The format before the version byte (it started with the kind) is refused too.
-        assert_eq!(
-            Envelope::decode(&bytes[1..]),
-            Err(EnvelopeError::UnknownVersion(4))
-        );
+        // The format before the version byte (it started with the kind, 1–4) is refused too,
+        // whatever its kind.
+        for kind in 1..=4u8 {
+            let mut legacy = bytes[1..].to_vec();
+            legacy[0] = kind;
+            assert_eq!(
+                Envelope::decode(&legacy),
+                Err(EnvelopeError::UnknownVersion(kind))
+            );
+        }
     }
 
     #[tokio::test]
