@@ -1,32 +1,45 @@
-//! The whole system for SDK tests: a real livekit-server, our social service (PostgreSQL when
-//! `PCHAT_TEST_DATABASE_URL` is set, as in CI; SQLite otherwise) and our gatekeeper, wired as in
-//! production (the social service tells the gatekeeper about privacy changes; the gatekeeper
-//! reads privacy from the social service), all on loopback ports.
-#![allow(dead_code)]
+//! The end-to-end tests of the private-chat system live in this crate's `tests/` (the client
+//! SDK against the real services, the official npm packages on the other side); this library
+//! is what they share, and what the binaries' end-to-end tests (`pchat`, `pchat-tui`) use too.
+//!
+//! [`System`] is the whole system: a real livekit-server, our social service (PostgreSQL when
+//! `PCHAT_TEST_DATABASE_URL` is set, as in CI; SQLite otherwise) and our gatekeeper (the test
+//! kit's `TestGatekeeper`), wired as in production (the social service tells the gatekeeper
+//! about privacy changes; the gatekeeper reads privacy from the social service), all on
+//! loopback ports. [`Player`] is one SDK user in it.
+//!
+//! The tests are a crate of their own so that the client SDK does not depend, even for its
+//! tests, on both servers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use livekit_testkit::{FreshPostgres, LiveKitServer};
 use pchat_client::private_chat::{ChatEvent, ChatEvents, PrivateChat, PrivateChatConfig};
+use testkit::gatekeeper::{AUTH_TOKEN, TestGatekeeper};
+use testkit::{FreshPostgres, LiveKitServer};
 use tokio::sync::oneshot;
 
+/// How long a test waits for anything the system should do.
 pub const LIMIT: Duration = Duration::from_secs(30);
-const AUTH_TOKEN: &str = "test-gatekeeper-token";
 
+/// livekit-server, social service and gatekeeper; all stopped when dropped.
 pub struct System {
     pub lk: LiveKitServer,
+    /// The gatekeeper's base URL.
     pub gatekeeper: String,
+    /// The social service's dcl-rpc WebSocket URL.
     pub social_ws: String,
     social_addr: SocketAddr,
     database_url: String,
     social_stop: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    _gatekeeper: TestGatekeeper,
     _db: Option<FreshPostgres>,
     _dir: tempfile::TempDir,
 }
 
 impl System {
+    /// Starts everything and waits until each part answers.
     pub async fn start() -> System {
         let lk = LiveKitServer::start().await.expect("livekit-server");
         let dir = tempfile::tempdir().expect("tmp");
@@ -37,36 +50,23 @@ impl System {
             Some(db) => db.url.clone(),
             None => format!("sqlite://{}", dir.path().join("social.sqlite").display()),
         };
-        let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let gatekeeper = format!("http://{}", gk_listener.local_addr().expect("addr"));
         let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let social_addr = social_listener.local_addr().expect("addr");
-        let mut config = gatekeeper::GatekeeperConfig::new(
-            &lk.ws_url(),
-            &lk.api_key,
-            &lk.api_secret,
-            AUTH_TOKEN,
-        );
+        let mut config = testkit::gatekeeper::config_for(&lk);
         config.social_service_url = Some(format!("http://{social_addr}"));
-        let state = gatekeeper::Builder::new(config)
-            .build()
+        let gk = TestGatekeeper::start(gatekeeper::Builder::new(config))
+            .await
             .expect("gatekeeper");
-        tokio::spawn(gatekeeper::serve(
-            gk_listener,
-            state,
-            std::future::pending(),
-        ));
         let mut system = System {
             lk,
-            gatekeeper: gatekeeper.clone(),
+            gatekeeper: gk.base_url(),
             social_ws: format!("ws://{social_addr}/"),
             social_addr,
             database_url,
             social_stop: None,
+            _gatekeeper: gk,
             _db: db,
             _dir: dir,
         };
@@ -118,6 +118,7 @@ impl System {
         self.serve_social(listener).await;
     }
 
+    /// The SDK configuration for this system.
     pub fn config(&self) -> PrivateChatConfig {
         PrivateChatConfig::new(&self.gatekeeper, &self.social_ws)
     }
@@ -127,6 +128,7 @@ impl System {
         self.player_with(self.config()).await
     }
 
+    /// A new player with `config`, connected, with its view loaded.
     pub async fn player_with(&self, config: PrivateChatConfig) -> Player {
         let wallet = authchain::Wallet::random();
         let identity =
@@ -146,6 +148,7 @@ impl System {
     }
 }
 
+/// One SDK user: its address, its chat and the events it has not read yet.
 pub struct Player {
     pub address: String,
     pub chat: PrivateChat,

@@ -461,7 +461,7 @@ async fn a_session_that_never_connects_keeps_trying_and_refuses_actions() {
 /// On PostgreSQL: the session loads a view written before it connected, and follows a change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_on_postgresql() {
-    let db = livekit_testkit::FreshPostgres::create("session").expect("fresh database");
+    let db = testkit::FreshPostgres::create("session").expect("fresh database");
     let s = Service::start(&db.url).await;
     let url = s.url();
     let aw = authchain::Wallet::random();
