@@ -1,6 +1,6 @@
 //! Shared test wiring: the test kit's gatekeeper (127.0.0.1:0, a chosen RoomService and privacy
 //! source), a stand-in privacy source, and request helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use gatekeeper::Builder;
 pub use testkit::gatekeeper::{AUTH_TOKEN, TestGatekeeper, config};
