@@ -6,7 +6,8 @@
 //! `PCHAT_TEST_DATABASE_URL` is set, as in CI; SQLite otherwise) and our gatekeeper (the test
 //! kit's `TestGatekeeper`), wired as in production (the social service tells the gatekeeper
 //! about privacy changes; the gatekeeper reads privacy from the social service), all on
-//! loopback ports. [`Player`] is one SDK user in it.
+//! loopback ports. [`Player`] is one SDK user in it; [`TestSocial`] is the social service alone,
+//! stoppable and restartable on its port.
 //!
 //! The tests are a crate of their own so that the client SDK does not depend, even for its
 //! tests, on both servers.
@@ -30,9 +31,7 @@ pub struct System {
     pub gatekeeper: String,
     /// The social service's dcl-rpc WebSocket URL.
     pub social_ws: String,
-    social_addr: SocketAddr,
-    database_url: String,
-    social_stop: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    social: TestSocial,
     _gatekeeper: TestGatekeeper,
     _db: Option<FreshPostgres>,
     _dir: tempfile::TempDir,
@@ -59,63 +58,29 @@ impl System {
         let gk = TestGatekeeper::start(gatekeeper::Builder::new(config))
             .await
             .expect("gatekeeper");
-        let mut system = System {
+        let mut config = social::SocialConfig::new(&database_url);
+        config.gatekeeper_url = Some(gk.base_url());
+        config.gatekeeper_token = AUTH_TOKEN.into();
+        let social = TestSocial::serve(social_listener, config).await;
+        System {
             lk,
             gatekeeper: gk.base_url(),
-            social_ws: format!("ws://{social_addr}/"),
-            social_addr,
-            database_url,
-            social_stop: None,
+            social_ws: social.ws_url(),
+            social,
             _gatekeeper: gk,
             _db: db,
             _dir: dir,
-        };
-        system.serve_social(social_listener).await;
-        system
-    }
-
-    fn social_config(&self) -> social::SocialConfig {
-        let mut config = social::SocialConfig::new(&self.database_url);
-        config.gatekeeper_url = Some(self.gatekeeper.clone());
-        config.gatekeeper_token = AUTH_TOKEN.into();
-        config
-    }
-
-    async fn serve_social(&mut self, listener: tokio::net::TcpListener) {
-        let app: Arc<social::App> = social::App::build(&self.social_config())
-            .await
-            .expect("social service");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = social::serve(listener, app, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        self.social_stop = Some((tx, task));
+        }
     }
 
     /// Stops the social service (its connections close).
     pub async fn stop_social(&mut self) {
-        if let Some((tx, task)) = self.social_stop.take() {
-            let _ = tx.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
+        self.social.stop().await;
     }
 
     /// Starts the social service again on the same port.
     pub async fn start_social(&mut self) {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.social_addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(tokio::time::Instant::now() < deadline, "rebind: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        self.serve_social(listener).await;
+        self.social.restart().await;
     }
 
     /// The SDK configuration for this system.
@@ -145,6 +110,103 @@ impl System {
             .expect("the social view", |e| matches!(e, ChatEvent::ViewChanged))
             .await;
         player
+    }
+}
+
+/// Our social service on a loopback port, which a test can stop and start again on that same
+/// port (clients then reconnect to the address they know).
+pub struct TestSocial {
+    pub addr: SocketAddr,
+    config: social::SocialConfig,
+    app: Option<Arc<social::App>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestSocial {
+    /// Builds the service from `config` and serves it on a fresh 127.0.0.1 port.
+    pub async fn start(config: social::SocialConfig) -> TestSocial {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        TestSocial::serve(listener, config).await
+    }
+
+    /// Builds the service from `config` and serves it on `listener` (bound by a caller that
+    /// needed the address first).
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        config: social::SocialConfig,
+    ) -> TestSocial {
+        let mut service = TestSocial {
+            addr: listener.local_addr().expect("addr"),
+            config,
+            app: None,
+            stop: None,
+            task: None,
+        };
+        service.serve_on(listener).await;
+        service
+    }
+
+    async fn serve_on(&mut self, listener: tokio::net::TcpListener) {
+        let app = social::App::build(&self.config)
+            .await
+            .expect("social service");
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(social::serve(
+            listener,
+            app.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        )));
+        self.app = Some(app);
+        self.stop = Some(stop);
+    }
+
+    /// `ws://127.0.0.1:<port>/`: the dcl-rpc WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// The running service (its store, its bus), for tests that act behind the clients' backs.
+    pub fn app(&self) -> Arc<social::App> {
+        self.app.clone().expect("running")
+    }
+
+    /// Stops the service (its connections close) and waits for it, up to [`LIMIT`].
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(LIMIT, task).await;
+        }
+    }
+
+    /// Serves a new instance (same configuration) on the same port, retrying the bind for up to
+    /// [`LIMIT`] while the old socket is released.
+    pub async fn restart(&mut self) {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "rebind: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        self.serve_on(listener).await;
+    }
+}
+
+impl Drop for TestSocial {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
