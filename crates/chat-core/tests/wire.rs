@@ -4,7 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use chat_core::packet::{self, PacketError};
-use livekit_testkit::node;
+use testkit::node;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -61,7 +61,7 @@ impl PrivacySource for FlakyPrivacy {
     }
 }
 
-async fn app() -> (RunningGatekeeper, Arc<FakeRooms>) {
+async fn app() -> (TestGatekeeper, Arc<FakeRooms>) {
     let rooms = Arc::new(FakeRooms::default());
     let gk =
         start(Builder::new(config("ws://127.0.0.1:1", KEY, SECRET)).room_service(rooms.clone()))
@@ -298,7 +298,7 @@ async fn patch_validates_bearer_address_body_and_value() {
 #[tokio::test]
 async fn unreachable_livekit_gives_503() {
     // The real RoomService client against a port nobody listens on.
-    let port = livekit_testkit::free_tcp_port().expect("port");
+    let port = testkit::free_tcp_port().expect("port");
     let mut c = config(&format!("ws://127.0.0.1:{port}"), KEY, SECRET);
     c.livekit_timeout_ms = 2000;
     let gk = start(Builder::new(c)).await;
@@ -563,7 +563,7 @@ async fn contract_wallets_are_checked_by_the_catalyst_or_refused() {
     gk.shutdown().await;
 
     // The Catalyst is down: 503.
-    let port = livekit_testkit::free_tcp_port().expect("port");
+    let port = testkit::free_tcp_port().expect("port");
     let mut c = config("ws://127.0.0.1:1", KEY, SECRET);
     c.catalyst_lambdas_url = Some(format!("http://127.0.0.1:{port}/lambdas"));
     let gk = start(Builder::new(c).room_service(Arc::new(FakeRooms::default()))).await;

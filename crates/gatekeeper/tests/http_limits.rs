@@ -10,7 +10,7 @@ use common::*;
 use gatekeeper::Builder;
 use http_serve::testkit;
 
-async fn gatekeeper(header: u64, idle: u64, cap: u64) -> RunningGatekeeper {
+async fn gatekeeper(header: u64, idle: u64, cap: u64) -> TestGatekeeper {
     let mut c = config(
         "ws://127.0.0.1:1",
         "APIfake",

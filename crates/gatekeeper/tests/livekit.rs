@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::*;
 use gatekeeper::Builder;
 use livekit_api::services::room::RoomClient;
-use livekit_testkit::LiveKitServer;
-use livekit_testkit::node::{self, NodeProcess};
 use serde_json::Value;
+use testkit::LiveKitServer;
+use testkit::node::{self, NodeProcess};
 
 const TOKEN_PATH: &str = "/private-messages/token";
 const EXPLORER: &str = r#"{"signer":"dcl:explorer"}"#;

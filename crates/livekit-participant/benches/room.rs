@@ -15,8 +15,8 @@
 use std::time::{Duration, Instant};
 
 use livekit_participant::{Credentials, Event, Options, Participant, Reliability, StaticToken};
-use livekit_testkit::LiveKitServer;
-use livekit_testkit::node;
+use testkit::LiveKitServer;
+use testkit::node;
 
 const ROOM: &str = "private-messages";
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use livekit_participant::{Credentials, Event, Events, Options, Participant, StaticToken};
-use livekit_testkit::LiveKitServer;
+use testkit::LiveKitServer;
 
 pub const ROOM: &str = "private-messages";
 pub const LIMIT: Duration = Duration::from_secs(30);

@@ -5,9 +5,9 @@ mod common;
 
 use common::*;
 use livekit_participant::{Event, Reliability};
-use livekit_testkit::LiveKitServer;
-use livekit_testkit::node::NodeProcess;
 use serde_json::{Value, json};
+use testkit::LiveKitServer;
+use testkit::node::NodeProcess;
 
 fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line}: {e}"))

@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::*;
 use livekit_participant::{Event, Reliability};
 use livekit_protocol::{DataPacket, UserPacket, data_packet};
-use livekit_testkit::LiveKitServer;
 use prost::Message;
+use testkit::LiveKitServer;
 
 /// Growth of resident memory allowed over the flood (the whole process: sender, receiver and
 /// their WebRTC buffers; measured: ~3 MiB). The old de-duplicator passed it after ~200 packets.

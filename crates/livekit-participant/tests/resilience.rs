@@ -10,7 +10,7 @@ use common::*;
 use livekit_participant::{
     ConnectionState, Credentials, Event, Events, FnTokenSource, Options, Participant, Reliability,
 };
-use livekit_testkit::LiveKitServer;
+use testkit::LiveKitServer;
 
 /// Joins with a token source that mints a new token on every call and counts the calls.
 async fn join_counting(
@@ -29,14 +29,8 @@ async fn join_counting(
         c.fetch_add(1, Ordering::SeqCst);
         let (url, key, secret, id) = (url.clone(), key.clone(), secret.clone(), id.clone());
         async move {
-            let token = livekit_testkit::participant_token(
-                &key,
-                &secret,
-                ROOM,
-                &id,
-                "",
-                Duration::from_secs(300),
-            );
+            let token =
+                testkit::participant_token(&key, &secret, ROOM, &id, "", Duration::from_secs(300));
             Ok(Credentials { url, token })
         }
     });

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
 use livekit_participant::{ConnectionState, Event, Reliability, SendError};
-use livekit_testkit::LiveKitServer;
+use testkit::LiveKitServer;
 
 fn payload(i: u32) -> Vec<u8> {
     let mut v = format!("msg-{i:06}-").into_bytes();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use livekit_participant::{Event, Options, Participant, Reliability, StaticToken};
-use livekit_testkit::LiveKitServer;
+use testkit::LiveKitServer;
 
 /// Growth of resident memory allowed while the reader sleeps: the 8 MiB queue plus the
 /// WebRTC buffers of both participants and allocator slack (measured: ~9.5 MiB).

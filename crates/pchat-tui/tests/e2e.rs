@@ -1,6 +1,7 @@
 //! End to end, as people would use it: two instances of the app (`pchat-tui`, the same app as
-//! `pchat chat`) in `tmux`, talking to each other through a real system — livekit-server, our
-//! social service (SQLite) and our gatekeeper on loopback — and a third peer on the official
+//! `pchat chat`) in `tmux`, talking to each other through a real system (`e2e_tests::System`:
+//! livekit-server, our social service — on PostgreSQL when `PCHAT_TEST_DATABASE_URL` is set,
+//! SQLite otherwise — and our gatekeeper on loopback) and a third peer on the official
 //! LiveKit SDK (`@livekit/rtc-node`) sending the hostile payloads of issue #9 (4a), in packets
 //! built by the official codec, to one of them.
 //! Needs `tmux` and `LIVEKIT_SERVER_BIN` (`scripts/setup`).
@@ -11,65 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Tmux, pane_lines, starts_with_time};
-use livekit_testkit::LiveKitServer;
-use livekit_testkit::node::{self, NodeProcess};
+use e2e_tests::System;
+use testkit::node::{self, NodeProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pchat-tui");
-const AUTH_TOKEN: &str = "tui-e2e-token";
-
-/// livekit-server + social service + gatekeeper, wired as in production.
-struct System {
-    lk: LiveKitServer,
-    gatekeeper: String,
-    social_ws: String,
-    _dir: tempfile::TempDir,
-}
-
-impl System {
-    async fn start() -> System {
-        let lk = LiveKitServer::start()
-            .await
-            .expect("livekit-server (LIVEKIT_SERVER_BIN)");
-        let dir = tempfile::tempdir().expect("tmp");
-        let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let gatekeeper = format!("http://{}", gk_listener.local_addr().expect("addr"));
-        let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let social_addr = social_listener.local_addr().expect("addr");
-        let mut config = gatekeeper::GatekeeperConfig::new(
-            &lk.ws_url(),
-            &lk.api_key,
-            &lk.api_secret,
-            AUTH_TOKEN,
-        );
-        config.social_service_url = Some(format!("http://{social_addr}"));
-        let state = gatekeeper::Builder::new(config)
-            .build()
-            .expect("gatekeeper");
-        tokio::spawn(gatekeeper::serve(
-            gk_listener,
-            state,
-            std::future::pending(),
-        ));
-        let db = format!("sqlite://{}", dir.path().join("social.sqlite").display());
-        let mut social_config = social::SocialConfig::new(&db);
-        social_config.gatekeeper_url = Some(gatekeeper.clone());
-        social_config.gatekeeper_token = AUTH_TOKEN.into();
-        let app: Arc<social::App> = social::App::build(&social_config).await.expect("social");
-        tokio::spawn(async move {
-            let _ = social::serve(social_listener, app, std::future::pending()).await;
-        });
-        System {
-            lk,
-            gatekeeper,
-            social_ws: format!("ws://{social_addr}/"),
-            _dir: dir,
-        }
-    }
-}
 
 fn short(address: &str) -> String {
     format!("{}…{}", &address[..10], &address[38..])

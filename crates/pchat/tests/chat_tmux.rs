@@ -2,14 +2,12 @@
 //! files made with `pchat identity new`), talking through the real system; then `/quit`.
 //! (The app's screens, hostile payloads and the rest are tested in `crates/pchat-tui`.)
 
-#[path = "../../pchat-client/tests/common/mod.rs"]
-mod system;
 #[path = "../../pchat-tui/tests/common/mod.rs"]
 mod tmux;
 
 use std::sync::Arc;
 
-use system::System;
+use e2e_tests::System;
 use tmux::Tmux;
 
 fn short(address: &str) -> String {

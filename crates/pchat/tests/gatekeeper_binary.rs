@@ -5,8 +5,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use livekit_testkit::node::{self, NodeProcess};
-use livekit_testkit::{LiveKitServer, free_tcp_port};
+use testkit::node::{self, NodeProcess};
+use testkit::{LiveKitServer, free_tcp_port};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -4,15 +4,12 @@
 //! peer sends with control characters reaches stdout only escaped; a flood from a blocked user
 //! is summarised on stderr, not printed line by line.
 
-#[path = "../../pchat-client/tests/common/mod.rs"]
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{LIMIT, System};
-use livekit_testkit::node::{self, NodeProcess};
+use e2e_tests::{LIMIT, System};
 use pchat_core::Privacy;
+use testkit::node::{self, NodeProcess};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 const ALICE: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";

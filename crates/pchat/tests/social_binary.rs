@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use livekit_testkit::{free_tcp_port, node};
+use testkit::{FreshPostgres, free_tcp_port, node};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -75,27 +75,13 @@ async fn official_clients_against_the_binary_on_its_default_sqlite_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_clients_against_the_binary_on_postgres() {
-    let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-        .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
-    let name = format!("pchat_b_{:016x}", std::process::id() as u64 ^ 0x5eed_0000);
-    let psql = |sql: String| {
-        std::process::Command::new("psql")
-            .arg(&admin)
-            .arg("-qc")
-            .arg(sql)
-            .status()
-            .expect("psql")
-    };
-    let _ = psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    assert!(psql(format!("CREATE DATABASE {name}")).success());
-    let base = admin.rsplit_once('/').map(|(b, _)| b).expect("url");
+    let db = FreshPostgres::create("b").expect("a fresh PostgreSQL database");
     let dir = tempfile::tempdir().expect("tmp");
-    scenario_against_binary(dir.path(), &[("DATABASE_URL", format!("{base}/{name}"))]).await;
+    scenario_against_binary(dir.path(), &[("DATABASE_URL", db.url.clone())]).await;
     assert!(
         !dir.path().join("social.sqlite").exists(),
         "with DATABASE_URL no SQLite file is made"
     );
-    let _ = psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }
 
 #[test]

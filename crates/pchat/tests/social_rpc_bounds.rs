@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dcl_rpc_wire::{CreatePort, Frame, MessageType, Request, RequestModule, identifier};
 use futures_util::{SinkExt, StreamExt};
-use livekit_testkit::free_tcp_port;
+use testkit::free_tcp_port;
 use tokio_tungstenite::tungstenite::Message;
 
 const MODULE: &str = "SocialService";

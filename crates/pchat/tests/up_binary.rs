@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use livekit_testkit::{free_tcp_port, free_udp_port, livekit_binary};
+use testkit::{free_tcp_port, free_udp_port, livekit_binary};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -9,6 +9,7 @@ use social_core::{
 };
 use social_store::{Direction, Page, Privacy, Store, StoreError};
 use sqlx::Connection;
+use testkit::FreshPostgres;
 
 const A: &str = "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "0xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -17,30 +18,7 @@ const C: &str = "0xcccccccccccccccccccccccccccccccccccccccc";
 /// A database that is removed afterwards.
 enum TestDb {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin: String, name: String },
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let TestDb::Postgres { admin, name } = self {
-            let (admin, name) = (admin.clone(), name.clone());
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("rt");
-                rt.block_on(async move {
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    Postgres(#[allow(dead_code)] FreshPostgres),
 }
 
 async fn sqlite() -> (Store, TestDb) {
@@ -53,24 +31,9 @@ async fn sqlite() -> (Store, TestDb) {
 }
 
 async fn postgres() -> (Store, TestDb) {
-    let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-        .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup (it starts PostgreSQL) and source .tools/env");
-    let name = format!("pchat_t_{:016x}", rand::random::<u64>());
-    let mut c = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("connect to PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
-        .await
-        .expect("create database");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .expect("url with a database");
-    let store = Store::connect(&format!("{base}/{name}"))
-        .await
-        .expect("postgres store");
-    (store, TestDb::Postgres { admin, name })
+    let db = FreshPostgres::create("t").expect("a fresh PostgreSQL database");
+    let store = Store::connect(&db.url).await.expect("postgres store");
+    (store, TestDb::Postgres(db))
 }
 
 macro_rules! on_both {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use common::Client;
 use social::{App, SocialConfig};
 use social_proto::v2;
+use testkit::FreshPostgres;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -43,21 +44,10 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
-/// Runs SQL through psql's standard input (statements can be larger than an argument may be).
+/// Runs SQL on the database at `url` (see `testkit::postgres::psql`); the bench stops on an
+/// error.
 fn psql(url: &str, sql: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("psql")
-        .arg(url)
-        .args(["-q", "-v", "ON_ERROR_STOP=1"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("psql");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(sql.as_bytes()).expect("write SQL");
-        stdin.write_all(b";\n").expect("write SQL");
-    }
-    let ok = child.wait().expect("psql");
-    assert!(ok.success(), "psql failed");
+    testkit::postgres::psql(url, sql).expect("psql");
 }
 
 fn main() {
@@ -69,33 +59,19 @@ fn main() {
     let clients_n = env_usize("PCHAT_BENCH_CLIENTS", 50);
     let seconds = env_usize("PCHAT_BENCH_SECONDS", 10) as u64;
     let warmup = env_usize("PCHAT_BENCH_WARMUP_SECONDS", 2) as u64;
-    let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-        .expect("PCHAT_TEST_DATABASE_URL (run scripts/setup, source .tools/env)");
     let keep = std::env::var("PCHAT_BENCH_KEEP")
         .ok()
         .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-    let name = keep
-        .clone()
-        .unwrap_or_else(|| format!("pchat_bench_{:08x}", rand::random::<u32>()));
-    let existing = keep.is_some() && {
-        let out = std::process::Command::new("psql")
-            .arg(&admin)
-            .args([
-                "-Atc",
-                &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
-            ])
-            .output()
-            .expect("psql");
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    };
-    if !existing {
-        psql(&admin, &format!("CREATE DATABASE {name}"));
+    // A fresh database dropped at the end, or the kept one (created and seeded once).
+    let (fresh, existing) = match &keep {
+        Some(name) => FreshPostgres::kept(name),
+        None => FreshPostgres::create("bench").map(|db| (db, false)),
     }
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .expect("url");
-    let db = format!("{base}/{name}");
+    .expect(
+        "a PostgreSQL database (PCHAT_TEST_DATABASE_URL: run scripts/setup, source .tools/env)",
+    );
+    let name = fresh.name.clone();
+    let db = fresh.url.clone();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -247,10 +223,5 @@ fn main() {
         }
         println!("UpsertFriendship (new requests)    {clients_n} clients: {total} in {seconds} s = {:.0}/s", total as f64 / seconds as f64);
     });
-    if keep.is_none() {
-        psql(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-    }
+    drop(fresh);
 }

@@ -6,9 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{Client, item};
-use livekit_testkit::RedisServer;
 use social::{App, SocialConfig};
 use social_proto::v2;
+use testkit::{FreshPostgres, RedisServer};
 
 async fn instance(config: &SocialConfig) -> String {
     let app: Arc<App> = App::build(config).await.expect("instance");
@@ -22,45 +22,8 @@ async fn instance(config: &SocialConfig) -> String {
 
 /// A fresh database on the test server, dropped when this goes out of scope (also when a
 /// test panics, so failed runs leave nothing behind).
-struct TestDb {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .arg(&self.admin)
-            .arg("-qc")
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .status();
-    }
-}
-
-fn fresh_postgres() -> TestDb {
-    let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-        .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
-    let name = format!("pchat_m_{:016x}", rand::random::<u64>());
-    let ok = std::process::Command::new("psql")
-        .arg(&admin)
-        .arg("-qc")
-        .arg(format!("CREATE DATABASE {name}"))
-        .status()
-        .expect("psql");
-    assert!(ok.success());
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .expect("url");
-    TestDb {
-        url: format!("{base}/{name}"),
-        admin,
-        name,
-    }
+fn fresh_postgres() -> FreshPostgres {
+    FreshPostgres::create("m").expect("a fresh PostgreSQL database")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

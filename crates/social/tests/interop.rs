@@ -5,39 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use livekit_testkit::node;
 use social::{App, SocialConfig};
-use sqlx_free_pg::fresh_postgres_url;
-
-mod sqlx_free_pg {
-    /// A fresh database on the test server (`PCHAT_TEST_DATABASE_URL`), created with psql so
-    /// that this test needs no SQL client crate of its own.
-    pub fn fresh_postgres_url() -> String {
-        let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-            .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
-        let name = format!("pchat_i_{:016x}", rand_u64());
-        let status = std::process::Command::new("psql")
-            .arg(&admin)
-            .arg("-qc")
-            .arg(format!("CREATE DATABASE {name}"))
-            .status()
-            .expect("psql");
-        assert!(status.success(), "cannot create a test database");
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .expect("url with a database");
-        format!("{base}/{name}")
-    }
-
-    fn rand_u64() -> u64 {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        (t as u64) ^ (std::process::id() as u64).rotate_left(32)
-    }
-}
+use testkit::{FreshPostgres, node};
 
 async fn run_scenario(database_url: &str) {
     let app: Arc<App> = App::build(&SocialConfig::new(database_url))
@@ -71,17 +40,6 @@ async fn official_clients_against_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_clients_against_postgres() {
-    let url = fresh_postgres_url();
-    run_scenario(&url).await;
-    // Drop the test database (best effort).
-    if let (Ok(admin), Some((_, name))) = (
-        std::env::var("PCHAT_TEST_DATABASE_URL"),
-        url.rsplit_once('/'),
-    ) {
-        let _ = std::process::Command::new("psql")
-            .arg(&admin)
-            .arg("-qc")
-            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .status();
-    }
+    let db = FreshPostgres::create("i").expect("a fresh PostgreSQL database");
+    run_scenario(&db.url).await;
 }

@@ -16,77 +16,7 @@ use social::cache::Invalidation;
 use social::{App, SocialConfig};
 use social_core::{Action, SettingsChange};
 use social_proto::v2;
-
-/// A fresh database on the test server, dropped when this goes out of scope (also when a
-/// test panics). Connections are allowed again before the drop.
-struct TestDb {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-fn psql(admin: &str, sql: &str) {
-    let ok = std::process::Command::new("psql")
-        .arg(admin)
-        .arg("-qtAc")
-        .arg(sql)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("psql");
-    assert!(ok.success(), "psql {sql}");
-}
-
-impl TestDb {
-    fn fresh() -> TestDb {
-        let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-            .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
-        let name = format!("pchat_o_{:016x}", rand::random::<u64>());
-        psql(&admin, &format!("CREATE DATABASE {name}"));
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .expect("url");
-        TestDb {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }
-    }
-
-    /// Ends every connection to the database (from a separate admin connection).
-    fn terminate(&self) {
-        psql(
-            &self.admin,
-            &format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = '{}' AND pid <> pg_backend_pid()",
-                self.name
-            ),
-        );
-    }
-
-    fn allow_connections(&self, allow: bool) {
-        psql(
-            &self.admin,
-            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS {allow}", self.name),
-        );
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        for sql in [
-            format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name),
-            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        ] {
-            let _ = std::process::Command::new("psql")
-                .arg(&self.admin)
-                .arg("-qc")
-                .arg(sql)
-                .status();
-        }
-    }
-}
+use testkit::FreshPostgres;
 
 async fn start(config: &SocialConfig) -> (String, String, Arc<App>) {
     let app = App::build(config).await.expect("app");
@@ -446,7 +376,7 @@ async fn writes_fail(c: &mut Client, other: &str) {
 }
 
 async fn reads_during_outages(cache_ttl_secs: u64) {
-    let db = TestDb::fresh();
+    let db = FreshPostgres::create("o").expect("a fresh PostgreSQL database");
     let mut config = SocialConfig::new(&db.url);
     config.cache_ttl_secs = cache_ttl_secs;
     let (ws, http, app) = start(&config).await;
@@ -466,8 +396,8 @@ async fn reads_during_outages(cache_ttl_secs: u64) {
     app.social.data.cache().invalidate("", Invalidation::All);
 
     // 1. The database refuses connections and the open ones are ended.
-    db.allow_connections(false);
-    db.terminate();
+    db.allow_connections(false).expect("psql");
+    db.terminate().expect("psql");
     for round in 0..2 {
         for (name, answer) in read_all(&mut c1, &http, &cold_and_refused).await {
             assert!(
@@ -480,7 +410,7 @@ async fn reads_during_outages(cache_ttl_secs: u64) {
 
     // Back: the same reads answer the truth again (each pooled connection that died may fail
     // one more read before it is replaced).
-    db.allow_connections(true);
+    db.allow_connections(true).expect("psql");
     let mut healed = false;
     for _ in 0..40 {
         let answers = read_all(&mut c1, &http, &cold_and_refused).await;
@@ -506,7 +436,7 @@ async fn reads_during_outages(cache_ttl_secs: u64) {
     app.social.data.cache().invalidate("", Invalidation::All);
     let mut errors = Vec::new();
     for round in 0..3 {
-        db.terminate();
+        db.terminate().expect("psql");
         for (name, answer) in read_all(&mut c2, &http, &cold_and_terminated).await {
             match answer {
                 Answer::Right => {}

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Client;
-use livekit_testkit::{RedisServer, node};
 use social::{App, SocialConfig};
 use social_proto::v2;
+use testkit::{FreshPostgres, RedisServer, node};
 
 async fn instance(config: &SocialConfig) -> String {
     let app: Arc<App> = App::build(config).await.expect("instance");
@@ -26,50 +26,6 @@ fn limited(config: &mut SocialConfig, per_actor: u64, per_pair: u64) {
     config.friendship_rate_limit_window_secs = 600;
     config.friendship_rate_limit_per_actor = per_actor;
     config.friendship_rate_limit_per_pair = per_pair;
-}
-
-/// A fresh PostgreSQL database, dropped with this guard.
-struct TestDb {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-impl TestDb {
-    fn new() -> TestDb {
-        let admin = std::env::var("PCHAT_TEST_DATABASE_URL")
-            .expect("PCHAT_TEST_DATABASE_URL is not set: run scripts/setup and source .tools/env");
-        let name = format!("pchat_r_{:016x}", rand::random::<u64>());
-        let ok = std::process::Command::new("psql")
-            .arg(&admin)
-            .arg("-qc")
-            .arg(format!("CREATE DATABASE {name}"))
-            .status()
-            .expect("psql");
-        assert!(ok.success());
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .expect("url");
-        TestDb {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .arg(&self.admin)
-            .arg("-qc")
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .status();
-    }
 }
 
 fn action(
@@ -203,7 +159,7 @@ async fn the_official_client_is_refused_in_invalid_request_over_the_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_share_the_limits_through_redis() {
     let redis = RedisServer::start().await.expect("redis-server");
-    let db = TestDb::new();
+    let db = FreshPostgres::create("r").expect("a fresh PostgreSQL database");
     let mut config = SocialConfig::new(&db.url);
     config.redis_url = Some(redis.url());
     limited(&mut config, 5, 3);

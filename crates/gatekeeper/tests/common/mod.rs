@@ -1,65 +1,13 @@
-//! Shared test wiring: a gatekeeper on 127.0.0.1:0 with a chosen RoomService and privacy
-//! source, and request helpers.
-#![allow(dead_code)]
+//! Shared test wiring: the test kit's gatekeeper (127.0.0.1:0, a chosen RoomService and privacy
+//! source), a stand-in privacy source, and request helpers.
+#![allow(dead_code, unused_imports)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use gatekeeper::Builder;
+pub use testkit::gatekeeper::{AUTH_TOKEN, TestGatekeeper, config};
 
-use gatekeeper::{AppState, Builder, GatekeeperConfig};
-use tokio::sync::oneshot;
-
-pub const AUTH_TOKEN: &str = "test-shared-secret-token";
-
-pub struct RunningGatekeeper {
-    pub addr: SocketAddr,
-    pub state: Arc<AppState>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl RunningGatekeeper {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
-        }
-    }
-}
-
-impl Drop for RunningGatekeeper {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-pub async fn start(builder: Builder) -> RunningGatekeeper {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = builder.build().expect("build");
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(gatekeeper::serve(listener, state.clone(), async move {
-        let _ = rx.await;
-    }));
-    RunningGatekeeper {
-        addr,
-        state,
-        stop: Some(tx),
-        task: Some(task),
-    }
-}
-
-pub fn config(livekit_host: &str, key: &str, secret: &str) -> GatekeeperConfig {
-    GatekeeperConfig::new(livekit_host, key, secret, AUTH_TOKEN)
+/// The kit's [`TestGatekeeper`] built from `builder`.
+pub async fn start(builder: Builder) -> TestGatekeeper {
+    TestGatekeeper::start(builder).await.expect("gatekeeper")
 }
 
 /// Starts the stand-in privacy source on 127.0.0.1:0; returns it and its base URL.

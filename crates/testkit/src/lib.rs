@@ -1,11 +1,22 @@
-//! Test harness for the private-chat workspace.
+//! The project's test kit: what the tests of every crate start instead of fakes.
 //!
 //! - [`LiveKitServer`] starts a real `livekit-server` (v1.13.5, installed by `scripts/setup`)
 //!   bound to 127.0.0.1 with free ports and a generated loopback-only configuration, waits until
 //!   it answers, and kills it when dropped (also when the test panics, printing its log tail).
-//! - [`node`] runs the Node.js interop scripts in `interop/` (official npm packages).
+//!   [`participant_token`] mints tokens like the gatekeeper's for it.
+//! - [`RedisServer`] starts a throwaway `redis-server` on 127.0.0.1.
+//! - [`FreshPostgres`] ([`postgres`]) makes a fresh database per test on the PostgreSQL server
+//!   named by `PCHAT_TEST_DATABASE_URL`, and drops it afterwards; it can also make the database
+//!   unreachable for outage tests.
+//! - [`node`] runs the Node.js interop scripts in `interop/` (the official npm packages).
+//! - `gatekeeper::TestGatekeeper` (feature `gatekeeper`) serves our gatekeeper on 127.0.0.1
+//!   port 0 for a test and stops it on drop.
 //! - [`free_tcp_port`] / [`free_udp_port`] pick ports for servers that cannot take a bound
-//!   listener.
+//!   listener; [`workspace_root`], [`tools_dir`] and [`livekit_binary`] find what
+//!   `scripts/setup` installed.
+//!
+//! The whole system (livekit-server, social service and gatekeeper wired together) for the
+//! end-to-end tests is `e2e_tests::System` in `crates/e2e`, which builds on this kit.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+#[cfg(feature = "gatekeeper")]
+pub mod gatekeeper;
 pub mod node;
 pub mod postgres;
 

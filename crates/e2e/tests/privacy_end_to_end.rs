@@ -1,16 +1,12 @@
 //! The whole privacy path with real parts: an official client changes its setting on our social
 //! service (dcl-rpc), the social service tells our gatekeeper, the gatekeeper updates LiveKit,
 //! and the official LiveKit SDK sees the participant's new metadata; the next token carries it.
+//! (The system is `e2e_tests::System`: its social service is on PostgreSQL when
+//! `PCHAT_TEST_DATABASE_URL` is set, on SQLite otherwise.)
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use livekit_testkit::LiveKitServer;
-use livekit_testkit::node::{self, NodeProcess};
+use e2e_tests::{LIMIT, System};
 use serde_json::Value;
-
-const LIMIT: Duration = Duration::from_secs(30);
-const TOKEN: &str = "e2e-shared-token";
+use testkit::node::{self, NodeProcess};
 
 fn claims_metadata(adapter: &str) -> String {
     use base64::Engine;
@@ -46,47 +42,15 @@ async fn fetch_token(gk: &str, key: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_privacy_change_reaches_livekit_through_social_and_gatekeeper() {
-    let lk = LiveKitServer::start().await.expect("livekit");
-    let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let gk_url = format!("http://{}", gk_listener.local_addr().expect("addr"));
-    let social_http = format!("http://{}", social_listener.local_addr().expect("addr"));
-    let social_ws = format!("ws://{}/", social_listener.local_addr().expect("addr"));
-
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut sc = social::SocialConfig::new(&format!(
-        "sqlite://{}",
-        dir.path().join("s.sqlite").display()
-    ));
-    sc.gatekeeper_url = Some(gk_url.clone());
-    sc.gatekeeper_token = TOKEN.into();
-    let social_app: Arc<social::App> = social::App::build(&sc).await.expect("social");
-    tokio::spawn(social::serve(
-        social_listener,
-        social_app,
-        std::future::pending(),
-    ));
-
-    let mut gc =
-        gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, TOKEN);
-    gc.social_service_url = Some(social_http);
-    let gk_state = gatekeeper::Builder::new(gc).build().expect("gatekeeper");
-    tokio::spawn(gatekeeper::serve(
-        gk_listener,
-        gk_state,
-        std::future::pending(),
-    ));
+    let system = System::start().await;
+    let (gk_url, social_ws) = (&system.gatekeeper, &system.social_ws);
 
     let owner = authchain::Wallet::random();
     let key = owner.secret_hex();
     let address = owner.address().to_lower_hex();
 
     // Join with a token from the gatekeeper: privacy "all" (no settings yet).
-    let body = fetch_token(&gk_url, &key).await;
+    let body = fetch_token(gk_url, &key).await;
     let adapter = body["adapter"].as_str().expect("adapter").to_owned();
     assert_eq!(
         claims_metadata(&adapter),
@@ -106,7 +70,7 @@ async fn a_privacy_change_reaches_livekit_through_social_and_gatekeeper() {
     // The official client switches to only_friends on the social service.
     let out = node::run(
         "social-client.mjs",
-        &[&social_ws, "set-privacy", &key, "only_friends"],
+        &[social_ws, "set-privacy", &key, "only_friends"],
         LIMIT,
     )
     .await
@@ -126,7 +90,7 @@ async fn a_privacy_change_reaches_livekit_through_social_and_gatekeeper() {
     );
 
     // And the next token carries the stored value.
-    let body = fetch_token(&gk_url, &key).await;
+    let body = fetch_token(gk_url, &key).await;
     assert_eq!(
         claims_metadata(body["adapter"].as_str().expect("adapter")),
         r#"{"private_messages_privacy":"only_friends"}"#

@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chat_core::{Filter, Rejected, SocialView};
-use livekit_testkit::LiveKitServer;
-use livekit_testkit::node::NodeProcess;
 use pchat_client::{ChatClient, GatekeeperTokens, Inbox, Received, RecipientState};
 use pchat_core::Privacy;
+use testkit::LiveKitServer;
+use testkit::gatekeeper::TestGatekeeper;
+use testkit::node::NodeProcess;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -47,16 +48,12 @@ async fn expect_dropped(inbox: &mut Inbox, reason: Rejected) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_messages_between_sdk_clients_and_the_official_sdk() {
     let lk = LiveKitServer::start().await.expect("livekit-server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let gk = format!("http://{}", listener.local_addr().expect("addr"));
-    let config = gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, "t");
+    let config = testkit::gatekeeper::config_for(&lk);
     let room = config.room.clone();
-    let state = gatekeeper::Builder::new(config)
-        .build()
+    let server = TestGatekeeper::start(gatekeeper::Builder::new(config))
+        .await
         .expect("gatekeeper");
-    tokio::spawn(gatekeeper::serve(listener, state, std::future::pending()));
+    let gk = server.base_url();
 
     let (aw, bw, cw) = (
         authchain::Wallet::random(),
@@ -171,26 +168,13 @@ async fn private_messages_between_sdk_clients_and_the_official_sdk() {
     }
 }
 
-/// Our gatekeeper in front of `lk`, on a free loopback port; its base URL.
-async fn gatekeeper_for(lk: &LiveKitServer) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let gk = format!("http://{}", listener.local_addr().expect("addr"));
-    let config = gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, "t");
-    let state = gatekeeper::Builder::new(config)
-        .build()
-        .expect("gatekeeper");
-    tokio::spawn(gatekeeper::serve(listener, state, std::future::pending()));
-    gk
-}
-
 /// Issue #8 item 10: an inbox nobody reads (a paused terminal) holds at most 4,096 events; the
 /// rest are dropped, counted, and reported as `Received::Lagged` when reading resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unread_inbox_drops_new_messages_and_says_how_many() {
     let lk = LiveKitServer::start().await.expect("livekit-server");
-    let gk = gatekeeper_for(&lk).await;
+    let server = TestGatekeeper::for_livekit(&lk).await.expect("gatekeeper");
+    let gk = server.base_url();
     let (aw, bw) = (authchain::Wallet::random(), authchain::Wallet::random());
     let (a, _a_in) = client(&gk, &aw).await;
     let (b, mut b_in) = client(&gk, &bw).await;

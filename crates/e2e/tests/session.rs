@@ -2,9 +2,9 @@
 //! 127.0.0.1): every action and list, typed updates on both sides, the service restarted
 //! mid-session, actions while disconnected.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use e2e_tests::TestSocial;
 use pchat_client::social::{
     ConnectionState, Connectivity, FullView, SessionConfig, SessionEvent, SocialError,
     SocialSession, SocialUpdate,
@@ -14,86 +14,9 @@ use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A social service on a fixed port that can be stopped and started again on it.
-struct Service {
-    addr: std::net::SocketAddr,
-    database_url: String,
-    app: Option<Arc<social::App>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Service {
-    async fn start(database_url: &str) -> Service {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut s = Service {
-            addr,
-            database_url: database_url.to_owned(),
-            app: None,
-            stop: None,
-            task: None,
-        };
-        s.serve(listener).await;
-        s
-    }
-
-    async fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let app = social::App::build(&social::SocialConfig::new(&self.database_url))
-            .await
-            .expect("social");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(social::serve(
-            listener,
-            app.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        )));
-        self.app = Some(app);
-        self.stop = Some(stop);
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
-    }
-
-    fn app(&self) -> Arc<social::App> {
-        self.app.clone().expect("running")
-    }
-
-    async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(LIMIT, task).await;
-        }
-    }
-
-    async fn restart(&mut self) {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(tokio::time::Instant::now() < deadline, "rebind: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        self.serve(listener).await;
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+/// The social service alone, on SQLite or PostgreSQL at `database_url`.
+async fn service(database_url: &str) -> TestSocial {
+    TestSocial::start(social::SocialConfig::new(database_url)).await
 }
 
 fn sqlite(dir: &tempfile::TempDir) -> String {
@@ -179,8 +102,8 @@ impl Player {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_action_and_list_with_typed_updates_on_both_sides() {
     let dir = tempfile::tempdir().expect("tmp");
-    let s = Service::start(&sqlite(&dir)).await;
-    let url = s.url();
+    let s = service(&sqlite(&dir)).await;
+    let url = s.ws_url();
     let mut a = player(&url).await;
     let mut b = player(&url).await;
     let (av, bv) = (a.address.clone(), b.address.clone());
@@ -361,8 +284,8 @@ async fn every_action_and_list_with_typed_updates_on_both_sides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_reconnects_and_reloads_a_change_made_while_away() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut s = Service::start(&sqlite(&dir)).await;
-    let url = s.url();
+    let mut s = service(&sqlite(&dir)).await;
+    let url = s.ws_url();
     let mut a = player(&url).await;
     let av = a.address.clone();
     assert!(a.session.status().is_connected());
@@ -461,9 +384,9 @@ async fn a_session_that_never_connects_keeps_trying_and_refuses_actions() {
 /// On PostgreSQL: the session loads a view written before it connected, and follows a change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_on_postgresql() {
-    let db = livekit_testkit::FreshPostgres::create("session").expect("fresh database");
-    let s = Service::start(&db.url).await;
-    let url = s.url();
+    let db = testkit::FreshPostgres::create("session").expect("fresh database");
+    let s = service(&db.url).await;
+    let url = s.ws_url();
     let aw = authchain::Wallet::random();
     let av = aw.address().to_lower_hex();
     let f = authchain::Wallet::random().address().to_lower_hex();

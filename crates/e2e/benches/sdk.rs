@@ -1,7 +1,7 @@
 //! `PrivateChat` benchmarks on the real system (livekit-server, our social service on SQLite or
 //! on PostgreSQL when `PCHAT_TEST_DATABASE_URL` is set, our gatekeeper), all on loopback.
 //!
-//! `cargo bench -p pchat-client --bench sdk [-- privacy|latency|memory]`
+//! `cargo bench -p e2e-tests --bench sdk [-- privacy|latency|memory]`
 //!
 //! - privacy: Bob's UpsertSocialSettings until Carol's SDK emits Bob's new state (social
 //!   service → gatekeeper → LiveKit metadata → Carol's room → her event), 200 changes.
@@ -11,13 +11,10 @@
 //!
 //! Every loop is bounded in count and time.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
 use chat_core::RecipientState;
-use common::{Player, System};
+use e2e_tests::{Player, System};
 use pchat_client::private_chat::ChatEvent;
 use pchat_core::Privacy;
 

@@ -2,12 +2,10 @@
 //! our gatekeeper): the whole ADR-208 flow, every step through the real services; the social
 //! service restarted mid-session; LiveKit restarted.
 
-mod common;
-
 use std::time::Duration;
 
 use chat_core::{RecipientState, Rejected};
-use common::{LIMIT, System};
+use e2e_tests::{LIMIT, System};
 use livekit_participant::{Options, Participant, Reliability};
 use pchat_client::GatekeeperTokens;
 use pchat_client::private_chat::{ChatEvent, DropReason, NotSent, SocialState};

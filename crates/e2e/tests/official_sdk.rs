@@ -2,15 +2,13 @@
 //! codec (`@dcl/protocol`), on the real system: a message sent right after joining is
 //! attributed to its sender; reactions go both ways, built and read by the official codec.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{LIMIT, System};
-use livekit_testkit::node::{self, NodeProcess};
+use e2e_tests::{LIMIT, System};
 use pchat_client::private_chat::{ChatEvent, DropReason};
 use pchat_core::Privacy;
 use serde_json::{Value, json};
+use testkit::node::{self, NodeProcess};
 
 fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line}: {e}"))

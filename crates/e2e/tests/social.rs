@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use chat_core::{Filter, Rejected, SocialView};
-use livekit_testkit::LiveKitServer;
 use pchat_client::social::SocialClient;
 use pchat_client::{ChatClient, GatekeeperTokens, Inbox, Received, RecipientState};
 use social_proto::v2;
+use testkit::LiveKitServer;
+use testkit::gatekeeper::TestGatekeeper;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -75,21 +76,12 @@ async fn the_inbox_follows_settings_friendships_and_blocks_from_the_social_servi
     .await
     .expect("social");
     tokio::spawn(social::serve(social_listener, app, std::future::pending()));
-    let gk_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let gk = format!("http://{}", gk_listener.local_addr().expect("addr"));
-    let mut config =
-        gatekeeper::GatekeeperConfig::new(&lk.ws_url(), &lk.api_key, &lk.api_secret, "t");
+    let mut config = testkit::gatekeeper::config_for(&lk);
     config.social_service_url = Some(social_http);
-    let state = gatekeeper::Builder::new(config)
-        .build()
+    let server = TestGatekeeper::start(gatekeeper::Builder::new(config))
+        .await
         .expect("gatekeeper");
-    tokio::spawn(gatekeeper::serve(
-        gk_listener,
-        state,
-        std::future::pending(),
-    ));
+    let gk = server.base_url();
 
     let a = user(&gk, &social_ws).await;
     let mut b = user(&gk, &social_ws).await;
@@ -225,7 +217,7 @@ async fn the_view_stays_and_says_stale_while_the_database_is_unreachable() {
     use pchat_client::social::{SocialError, ViewStatus};
     use std::sync::{Arc, RwLock};
 
-    let db = livekit_testkit::FreshPostgres::create("sdk").expect("fresh database");
+    let db = testkit::FreshPostgres::create("sdk").expect("fresh database");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
