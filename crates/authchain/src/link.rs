@@ -185,6 +185,27 @@ mod tests {
     }
 
     #[test]
+    fn each_malformed_ephemeral_message_says_what_is_wrong() {
+        use EphemeralPayloadError::*;
+        let address = "0xe1F58938a4C99500b8E73f8B7d9b96432Dea6254";
+        for (text, expected) in [
+            ("Decentraland Login".to_owned(), TooFewLines),
+            (format!("a\nEphemeral address: {address}"), TooFewLines),
+            ("a\nb\nExpiration: soon".to_owned(), NoAddressLine),
+            (
+                format!("a\nEphemeral address: {address}\nc"),
+                NoExpirationLine,
+            ),
+            (
+                "a\nEphemeral address: 0x12\nExpiration: x".to_owned(),
+                InvalidAddress,
+            ),
+        ] {
+            assert_eq!(parse_ephemeral_message(&text), Err(expected), "{text:?}");
+        }
+    }
+
+    #[test]
     fn delegation_text_drops_carriage_returns() {
         assert_eq!(delegation_text("a\r\nb\r\nc"), "a\nb\nc");
         assert!(matches!(delegation_text("a\nb"), Cow::Borrowed("a\nb")));

@@ -292,3 +292,39 @@ fn check_signed_by(link: &AuthLink, message: &str, expected: Address) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(signer: &str) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("signer".into(), Value::String(signer.into()));
+        m
+    }
+
+    #[test]
+    fn metadata_rules_refuse_with_their_own_error() {
+        assert_eq!(explorer_signer_rule(&metadata("dcl:explorer")), Ok(()));
+        assert_eq!(
+            explorer_signer_rule(&metadata("decentraland-kernel-scene")),
+            Err(MetadataRuleError::NotExplorerSigner)
+        );
+        assert_eq!(
+            explorer_signer_rule(&Map::new()),
+            Err(MetadataRuleError::NotExplorerSigner)
+        );
+        assert_eq!(not_scene_signer_rule(&metadata("dcl:explorer")), Ok(()));
+        assert_eq!(
+            not_scene_signer_rule(&metadata("decentraland-kernel-scene")),
+            Err(MetadataRuleError::SceneSigner)
+        );
+        // The 400's message is the rule's, word for word.
+        let e = AuthError::from(MetadataRuleError::NotExplorerSigner);
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            e.to_string(),
+            "Invalid signer: the metadata signer must be dcl:explorer"
+        );
+    }
+}
