@@ -2,6 +2,10 @@
 //! (docs/wire.md §4). The crates.io `dcl-rpc` crate keeps stream producers running after a client
 //! cancels, so this is our own implementation on axum's WebSocket.
 //!
+//! A server is put together with [`RpcServer::builder`] (authenticator, limits, then its
+//! modules and connection hooks) and [`RpcServerBuilder::build`]; the built [`RpcServer`] is
+//! shared by cloning and serves each connection with [`RpcServer::upgrade`].
+//!
 //! Connection life:
 //! 1. The first frame (text or binary) is the auth frame, checked by an [`Authenticator`].
 //!    Frames that arrive meanwhile are buffered. A bad frame closes with 3003, none within the
