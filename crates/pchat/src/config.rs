@@ -255,3 +255,51 @@ impl From<HttpLimitsArgs> for http_serve::HttpLimits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Gatekeeper {
+        #[command(flatten)]
+        args: GatekeeperArgs,
+    }
+
+    #[derive(Parser)]
+    struct Social {
+        #[command(flatten)]
+        args: SocialArgs,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_libraries_defaults() {
+        let args = Gatekeeper::try_parse_from([
+            "gatekeeper",
+            "--livekit-host=ws://127.0.0.1:7880",
+            "--livekit-api-key=k",
+            "--livekit-api-secret=s",
+            "--auth-token=t",
+            "--port=0",
+        ])
+        .expect("parses")
+        .args;
+        assert_eq!(
+            format!("{:?}", gatekeeper::GatekeeperConfig::from(args)),
+            format!(
+                "{:?}",
+                gatekeeper::GatekeeperConfig::new("ws://127.0.0.1:7880", "k", "s", "t")
+            )
+        );
+
+        let args = Social::try_parse_from(["social", "--database-url=sqlite://x", "--port=0"])
+            .expect("parses")
+            .args;
+        assert_eq!(
+            format!("{:?}", social::SocialConfig::from(args)),
+            format!("{:?}", social::SocialConfig::new("sqlite://x"))
+        );
+    }
+}
