@@ -16,7 +16,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dcl_rpc_server::{Authenticator, Module, Procedure, RpcError, RpcServer, ServerConfig};
+use dcl_rpc_server::{
+    AuthRefused, Authenticator, Module, Procedure, RpcError, RpcServer, ServerConfig,
+};
 use dcl_rpc_wire::Frame;
 use futures_util::{SinkExt, StreamExt, stream};
 use libfuzzer_sys::fuzz_target;
@@ -28,13 +30,13 @@ struct PrefixAuth;
 
 #[async_trait]
 impl Authenticator for PrefixAuth {
-    async fn authenticate(&self, frame: &str) -> Result<String, String> {
+    async fn authenticate(&self, frame: &str) -> Result<String, AuthRefused> {
         if frame.starts_with("slow") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         match frame.strip_prefix("slow").unwrap_or(frame) {
             f if f.starts_with("0x") => Ok(f.chars().take(42).collect::<String>().to_lowercase()),
-            _ => Err("not an address".into()),
+            _ => Err(AuthRefused::new("not an address")),
         }
     }
 }
@@ -107,7 +109,7 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("runtime");
-        let server = RpcServer::new(
+        let server = RpcServer::builder(
             Arc::new(PrefixAuth),
             ServerConfig {
                 auth_timeout: Duration::from_secs(2),
@@ -122,7 +124,8 @@ fn harness() -> &'static Harness {
                 max_calls_per_connection: 4,
             },
         )
-        .with_module(module());
+        .with_module(module())
+        .build();
         let s = server.clone();
         let url = rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

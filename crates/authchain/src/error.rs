@@ -17,6 +17,31 @@ pub enum CryptoError {
     RecoveryFailed,
 }
 
+/// Why a metadata rule ([`crate::MetadataRule`]) refused a request; the message is the 400's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum MetadataRuleError {
+    /// [`crate::explorer_signer_rule`]: the metadata `signer` is not `dcl:explorer`.
+    #[error("Invalid signer: the metadata signer must be dcl:explorer")]
+    NotExplorerSigner,
+    /// [`crate::not_scene_signer_rule`]: the request is signed by a scene.
+    #[error("Scene signers are not allowed")]
+    SceneSigner,
+}
+
+/// Why an ephemeral delegation text ([`crate::link::parse_ephemeral_message`]) cannot be read;
+/// the verifier answers it as an invalid signature of that link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum EphemeralPayloadError {
+    #[error("ephemeral payload has fewer than 3 lines")]
+    TooFewLines,
+    #[error("ephemeral payload has no 'Ephemeral address:' line")]
+    NoAddressLine,
+    #[error("ephemeral payload has no 'Expiration:' line")]
+    NoExpirationLine,
+    #[error("ephemeral payload has an invalid address")]
+    InvalidAddress,
+}
+
 /// Why a signed request or auth chain was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AuthError {
@@ -35,8 +60,8 @@ pub enum AuthError {
     InvalidTimestamp(String),
     #[error("Invalid metadata: {0}")]
     InvalidMetadata(String),
-    #[error("{0}")]
-    MetadataRule(String),
+    #[error(transparent)]
+    MetadataRule(#[from] MetadataRuleError),
 
     // ---- 401: the request is well formed but not authentic or not current ----
     #[error("Expired signature: timestamp is outside the {window_ms} ms window")]

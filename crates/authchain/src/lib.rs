@@ -30,7 +30,7 @@ pub mod verify;
 pub mod catalyst;
 
 pub use crypto::{Address, Wallet, is_valid_address};
-pub use error::{AuthError, CryptoError};
+pub use error::{AuthError, CryptoError, EphemeralPayloadError, MetadataRuleError};
 pub use identity::Identity;
 pub use link::{AuthLink, LinkType};
 pub use signed_fetch::{PayloadFormat, SignedHeaders};

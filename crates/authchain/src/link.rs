@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::Address;
+use crate::error::EphemeralPayloadError;
 
 /// The link types of ADR-44.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,25 +124,21 @@ pub fn delegation_text(payload: &str) -> Cow<'_, str> {
 
 /// Parses an ephemeral delegation text (after [`delegation_text`]): at least three lines, the
 /// second starting with `Ephemeral address: `, the third with `Expiration: `.
-pub fn parse_ephemeral_message(payload: &str) -> Result<EphemeralPayload, String> {
+pub fn parse_ephemeral_message(payload: &str) -> Result<EphemeralPayload, EphemeralPayloadError> {
     let mut lines = payload.split('\n');
     let _title = lines.next();
-    let address_line = lines
-        .next()
-        .ok_or("ephemeral payload has fewer than 3 lines")?;
-    let expiration_line = lines
-        .next()
-        .ok_or("ephemeral payload has fewer than 3 lines")?;
+    let address_line = lines.next().ok_or(EphemeralPayloadError::TooFewLines)?;
+    let expiration_line = lines.next().ok_or(EphemeralPayloadError::TooFewLines)?;
     let address = address_line
         .strip_prefix(EPHEMERAL_ADDRESS_PREFIX)
-        .ok_or("ephemeral payload has no 'Ephemeral address:' line")?;
+        .ok_or(EphemeralPayloadError::NoAddressLine)?;
     let expiration = expiration_line
         .strip_prefix(EXPIRATION_PREFIX)
-        .ok_or("ephemeral payload has no 'Expiration:' line")?;
+        .ok_or(EphemeralPayloadError::NoExpirationLine)?;
     // Not trimmed: the reference compares the text after the prefix as it is.
     let address: Address = address
         .parse()
-        .map_err(|_| "ephemeral payload has an invalid address")?;
+        .map_err(|_| EphemeralPayloadError::InvalidAddress)?;
     // The reference passes the rest of the line, untrimmed, to JavaScript's date parser.
     let expires_at_ms = crate::jsdate::parse_js_date(expiration);
     Ok(EphemeralPayload {
@@ -185,6 +182,27 @@ mod tests {
                 .expires_at_ms,
             None
         );
+    }
+
+    #[test]
+    fn each_malformed_ephemeral_message_says_what_is_wrong() {
+        use EphemeralPayloadError::*;
+        let address = "0xe1F58938a4C99500b8E73f8B7d9b96432Dea6254";
+        for (text, expected) in [
+            ("Decentraland Login".to_owned(), TooFewLines),
+            (format!("a\nEphemeral address: {address}"), TooFewLines),
+            ("a\nb\nExpiration: soon".to_owned(), NoAddressLine),
+            (
+                format!("a\nEphemeral address: {address}\nc"),
+                NoExpirationLine,
+            ),
+            (
+                "a\nEphemeral address: 0x12\nExpiration: x".to_owned(),
+                InvalidAddress,
+            ),
+        ] {
+            assert_eq!(parse_ephemeral_message(&text), Err(expected), "{text:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use quick_cache::sync::Cache;
 use serde_json::{Map, Value};
 
 use crate::crypto::{Address, recover_personal};
-use crate::error::AuthError;
+use crate::error::{AuthError, MetadataRuleError};
 use crate::link::{AuthLink, LinkType, delegation_text, parse_ephemeral_message};
 use crate::signed_fetch::{PayloadFormat, SignedHeaders};
 
@@ -26,21 +26,22 @@ pub trait ContractWalletValidator: Send + Sync {
     async fn validate(&self, chain: &[AuthLink], timestamp_ms: i64) -> Result<Address, AuthError>;
 }
 
-/// A rule over the request metadata; an `Err(message)` becomes a 400 with that message.
-pub type MetadataRule = dyn Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync;
+/// A rule over the request metadata; an `Err` becomes [`AuthError::MetadataRule`], a 400 with
+/// the error's message.
+pub type MetadataRule = dyn Fn(&Map<String, Value>) -> Result<(), MetadataRuleError> + Send + Sync;
 
 /// The rule of `GET /private-messages/token`: the metadata `signer` must be `dcl:explorer`.
-pub fn explorer_signer_rule(metadata: &Map<String, Value>) -> Result<(), String> {
+pub fn explorer_signer_rule(metadata: &Map<String, Value>) -> Result<(), MetadataRuleError> {
     match metadata.get("signer").and_then(Value::as_str) {
         Some("dcl:explorer") => Ok(()),
-        _ => Err("Invalid signer: the metadata signer must be dcl:explorer".into()),
+        _ => Err(MetadataRuleError::NotExplorerSigner),
     }
 }
 
 /// The rule of the social service: scene-signed requests are refused.
-pub fn not_scene_signer_rule(metadata: &Map<String, Value>) -> Result<(), String> {
+pub fn not_scene_signer_rule(metadata: &Map<String, Value>) -> Result<(), MetadataRuleError> {
     match metadata.get("signer").and_then(Value::as_str) {
-        Some("decentraland-kernel-scene") => Err("Scene signers are not allowed".into()),
+        Some("decentraland-kernel-scene") => Err(MetadataRuleError::SceneSigner),
         _ => Ok(()),
     }
 }
@@ -234,11 +235,10 @@ impl Verifier {
         }
         // Like the reference: carriage returns are removed before reading and before recovery.
         let text = delegation_text(&link.payload);
-        let parsed =
-            parse_ephemeral_message(&text).map_err(|reason| AuthError::InvalidSignature {
-                link_type: link.kind.clone(),
-                reason,
-            })?;
+        let parsed = parse_ephemeral_message(&text).map_err(|e| AuthError::InvalidSignature {
+            link_type: link.kind.clone(),
+            reason: e.to_string(),
+        })?;
         check_signed_by(link, &text, authority)?;
         let value = (parsed.address, parsed.expires_at_ms);
         if let Some(cache) = &self.cache {
@@ -291,4 +291,40 @@ fn check_signed_by(link: &AuthLink, message: &str, expected: Address) -> Result<
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(signer: &str) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("signer".into(), Value::String(signer.into()));
+        m
+    }
+
+    #[test]
+    fn metadata_rules_refuse_with_their_own_error() {
+        assert_eq!(explorer_signer_rule(&metadata("dcl:explorer")), Ok(()));
+        assert_eq!(
+            explorer_signer_rule(&metadata("decentraland-kernel-scene")),
+            Err(MetadataRuleError::NotExplorerSigner)
+        );
+        assert_eq!(
+            explorer_signer_rule(&Map::new()),
+            Err(MetadataRuleError::NotExplorerSigner)
+        );
+        assert_eq!(not_scene_signer_rule(&metadata("dcl:explorer")), Ok(()));
+        assert_eq!(
+            not_scene_signer_rule(&metadata("decentraland-kernel-scene")),
+            Err(MetadataRuleError::SceneSigner)
+        );
+        // The 400's message is the rule's, word for word.
+        let e = AuthError::from(MetadataRuleError::NotExplorerSigner);
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            e.to_string(),
+            "Invalid signer: the metadata signer must be dcl:explorer"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::get;
 use dcl_rpc_client::{ClientConfig, RpcClient, RpcError, ServerStream};
-use dcl_rpc_server::{Authenticator, Module, Procedure, RpcServer, ServerConfig};
+use dcl_rpc_server::{AuthRefused, Authenticator, Module, Procedure, RpcServer, ServerConfig};
 use futures_util::StreamExt;
 use prost::Message;
 
@@ -21,11 +21,11 @@ struct TestAuth;
 
 #[async_trait]
 impl Authenticator for TestAuth {
-    async fn authenticate(&self, frame: &str) -> Result<String, String> {
+    async fn authenticate(&self, frame: &str) -> Result<String, AuthRefused> {
         frame
             .strip_prefix("user:")
             .map(str::to_owned)
-            .ok_or_else(|| "bad".into())
+            .ok_or_else(|| AuthRefused::new("bad"))
     }
 }
 
@@ -88,7 +88,9 @@ async fn serve() -> (String, Counters) {
             ),
         ],
     };
-    let server = RpcServer::new(Arc::new(TestAuth), ServerConfig::default()).with_module(module);
+    let server = RpcServer::builder(Arc::new(TestAuth), ServerConfig::default())
+        .with_module(module)
+        .build();
     let app = Router::new().route(
         "/",
         get(move |ws: WebSocketUpgrade| async move { server.upgrade(ws) }),

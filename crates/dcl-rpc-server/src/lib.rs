@@ -2,6 +2,10 @@
 //! (docs/wire.md §4). The crates.io `dcl-rpc` crate keeps stream producers running after a client
 //! cancels, so this is our own implementation on axum's WebSocket.
 //!
+//! A server is put together with [`RpcServer::builder`] (authenticator, limits, then its
+//! modules and connection hooks) and [`RpcServerBuilder::build`]; the built [`RpcServer`] is
+//! shared by cloning and serves each connection with [`RpcServer::upgrade`].
+//!
 //! Connection life:
 //! 1. The first frame (text or binary) is the auth frame, checked by an [`Authenticator`].
 //!    Frames that arrive meanwhile are buffered. A bad frame closes with 3003, none within the
@@ -142,7 +146,22 @@ pub struct Module {
 /// Checks the auth frame; returns the caller's address.
 #[async_trait]
 pub trait Authenticator: Send + Sync {
-    async fn authenticate(&self, frame: &str) -> Result<String, String>;
+    /// The caller's address, or why the frame is refused (the connection is then closed with
+    /// 3003 "Unauthorized"; the reason is only logged, never sent).
+    async fn authenticate(&self, frame: &str) -> Result<String, AuthRefused>;
+}
+
+/// Why an [`Authenticator`] refused an auth frame: the authenticator's own error (a service
+/// passes its typed error; a test stand-in may pass a `&str`), kept whole so that the log line
+/// shows it and its sources.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct AuthRefused(Box<dyn std::error::Error + Send + Sync>);
+
+impl AuthRefused {
+    pub fn new(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        AuthRefused(reason.into())
+    }
 }
 
 /// Connection hooks: presence for connectivity updates.
@@ -154,6 +173,17 @@ pub trait ConnectionHooks: Send + Sync {
 
 struct NoHooks;
 impl ConnectionHooks for NoHooks {}
+
+/// Default of [`ServerConfig::auth_timeout`].
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of [`ServerConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of [`ServerConfig::max_ports_per_connection`].
+pub const DEFAULT_MAX_PORTS_PER_CONNECTION: usize = 16;
+/// Default of [`ServerConfig::max_streams_per_connection`].
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 64;
+/// Default of [`ServerConfig::max_calls_per_connection`].
+pub const DEFAULT_MAX_CALLS_PER_CONNECTION: usize = 256;
 
 /// Limits and timeouts. Every resource a client can make the server hold is bounded by one of
 /// these (see the crate docs for what each costs and how the server answers at the limit).
@@ -188,15 +218,15 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            auth_timeout: Duration::from_secs(300),
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
             idle_timeout: Duration::from_secs(300),
             ping_interval: Duration::from_secs(30),
             max_frame_bytes: 1024 * 1024,
             max_buffered_frames: 64,
-            max_connections: 10_000,
-            max_ports_per_connection: 16,
-            max_streams_per_connection: 64,
-            max_calls_per_connection: 256,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_ports_per_connection: DEFAULT_MAX_PORTS_PER_CONNECTION,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
         }
     }
 }
@@ -211,7 +241,16 @@ pub mod close_code {
     pub const AUTH_TIMEOUT: u16 = 3004;
 }
 
-/// The server: modules, the authenticator and the limits. Cheap to clone.
+/// The server: modules, the authenticator and the limits. Cheap to clone (every clone is the
+/// same server). Made by an [`RpcServerBuilder`]: its modules and hooks are fixed from then on.
+///
+/// ```compile_fail
+/// # use dcl_rpc_server::*;
+/// # fn f(server: RpcServer, module: Module) {
+/// // A built server takes no more modules: they go to the builder, before `build()`.
+/// let server = server.with_module(module);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RpcServer {
     inner: Arc<Inner>,
@@ -229,15 +268,39 @@ pub(crate) struct Inner {
     shutdown_tx: watch::Sender<bool>,
 }
 
-impl RpcServer {
-    pub fn new(auth: Arc<dyn Authenticator>, config: ServerConfig) -> Self {
+/// Collects what an [`RpcServer`] serves, then [`build`](RpcServerBuilder::build)s it. The
+/// modules and hooks live here rather than on the server because a server is shared (cloned
+/// into every handler): adding a module to a shared server could only be ignored or race with
+/// connections that already loaded the module list, so it cannot be written.
+pub struct RpcServerBuilder {
+    modules: HashMap<String, Module>,
+    auth: Arc<dyn Authenticator>,
+    hooks: Arc<dyn ConnectionHooks>,
+    config: ServerConfig,
+}
+
+impl RpcServerBuilder {
+    /// Adds a module (one of the same name is replaced).
+    pub fn with_module(mut self, module: Module) -> Self {
+        self.modules.insert(module.name.clone(), module);
+        self
+    }
+
+    /// Sets the connection hooks (default: none).
+    pub fn with_hooks(mut self, hooks: Arc<dyn ConnectionHooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The server, ready to [`upgrade`](RpcServer::upgrade) connections.
+    pub fn build(self) -> RpcServer {
         let (shutdown_tx, shutdown) = watch::channel(false);
         RpcServer {
             inner: Arc::new(Inner {
-                modules: HashMap::new(),
-                auth,
-                hooks: Arc::new(NoHooks),
-                config,
+                modules: self.modules,
+                auth: self.auth,
+                hooks: self.hooks,
+                config: self.config,
                 connections: AtomicUsize::new(0),
                 streams: Arc::new(AtomicUsize::new(0)),
                 next_connection: AtomicU64::new(1),
@@ -246,21 +309,17 @@ impl RpcServer {
             }),
         }
     }
+}
 
-    /// Adds a module (call before serving).
-    pub fn with_module(mut self, module: Module) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.modules.insert(module.name.clone(), module);
+impl RpcServer {
+    /// A builder for a server with this authenticator and these limits.
+    pub fn builder(auth: Arc<dyn Authenticator>, config: ServerConfig) -> RpcServerBuilder {
+        RpcServerBuilder {
+            modules: HashMap::new(),
+            auth,
+            hooks: Arc::new(NoHooks),
+            config,
         }
-        self
-    }
-
-    /// Sets the connection hooks (call before serving).
-    pub fn with_hooks(mut self, hooks: Arc<dyn ConnectionHooks>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.hooks = hooks;
-        }
-        self
     }
 
     /// Open connections now.

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::get;
 use dcl_rpc_server::{
-    Authenticator, CallContext, Module, Procedure, RpcError, RpcServer, ServerConfig,
+    AuthRefused, Authenticator, CallContext, Module, Procedure, RpcError, RpcServer, ServerConfig,
 };
 use dcl_rpc_wire::{
     CreatePort, DestroyPort, Frame, MessageType, Request, RequestModule, StreamMessage, identifier,
@@ -26,13 +26,13 @@ struct TestAuth;
 
 #[async_trait]
 impl Authenticator for TestAuth {
-    async fn authenticate(&self, frame: &str) -> Result<String, String> {
+    async fn authenticate(&self, frame: &str) -> Result<String, AuthRefused> {
         // Slow on purpose, so that frames sent right after the auth frame must be buffered.
         tokio::time::sleep(Duration::from_millis(100)).await;
         frame
             .strip_prefix("user:")
             .map(str::to_owned)
-            .ok_or_else(|| "bad".into())
+            .ok_or_else(|| AuthRefused::new("bad"))
     }
 }
 
@@ -112,7 +112,9 @@ fn module(live: Arc<AtomicUsize>) -> Module {
 
 async fn serve(config: ServerConfig) -> (String, Arc<AtomicUsize>, RpcServer) {
     let live = Arc::new(AtomicUsize::new(0));
-    let server = RpcServer::new(Arc::new(TestAuth), config).with_module(module(live.clone()));
+    let server = RpcServer::builder(Arc::new(TestAuth), config)
+        .with_module(module(live.clone()))
+        .build();
     let s = server.clone();
     let app = Router::new().route(
         "/",

@@ -8,10 +8,11 @@
 //!   a connected participant's metadata through LiveKit's RoomService.
 //! - `GET /ping`, `GET /status`, `GET /metrics`.
 //!
-//! Layout: [`config`] (environment), [`routes`] (HTTP), [`livekit`] (tokens and the
-//! [`livekit::RoomService`] boundary), [`privacy`] (the [`privacy::PrivacySource`] boundary and
-//! fallbacks), [`denylist`], [`metrics`], [`error`] (the error policy), [`stub`] (a stand-in
-//! privacy source for local runs and benchmarks).
+//! Layout: [`config`] (the settings and their defaults; `pchat gatekeeper` reads them),
+//! [`routes`] (HTTP), [`livekit`] (tokens and the [`livekit::RoomService`] boundary),
+//! [`privacy`] (the [`privacy::PrivacySource`] boundary and fallbacks), [`denylist`],
+//! [`metrics`], [`error`] (the error policy), [`stub`] (a stand-in privacy source for local runs
+//! and benchmarks).
 //!
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0.
 

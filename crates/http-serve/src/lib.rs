@@ -81,41 +81,24 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 const SHED_RETRY: Duration = Duration::from_millis(50);
-/// Upper bound of the cap (the semaphore's and `acquire_many`'s limits are far above).
-const MAX_CAP: u64 = 1 << 24;
+/// Upper bound of `HTTP_MAX_CONNECTIONS` (the semaphore's and `acquire_many`'s limits are far
+/// above); the binary refuses a larger value, and [`serve`] clamps to it.
+pub const MAX_CONNECTIONS_LIMIT: u64 = 1 << 24;
+/// Upper bound of both timeouts, in seconds (a day); the binary refuses a larger value.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 
-/// Limits of the HTTP server, flattened into each service's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+/// Limits of the HTTP server, part of each service's configuration. A plain struct: the binary
+/// reads it from flags and the environment (`HTTP_HEADER_READ_TIMEOUT_SECONDS`,
+/// `HTTP_IDLE_TIMEOUT_SECONDS`, `HTTP_MAX_CONNECTIONS`; 1 up to the bounds above), with the
+/// `DEFAULT_…` constants of this crate as defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Seconds a connection has to deliver a complete request head, counted from when it is
     /// ready for one (accepted, or its previous response sent); then it is closed.
-    #[arg(
-        long = "http-header-read-timeout-seconds",
-        env = "HTTP_HEADER_READ_TIMEOUT_SECONDS",
-        default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS,
-        value_parser = clap::value_parser!(u64).range(1..=86_400)
-    )]
     pub header_read_timeout_secs: u64,
-
-    /// Seconds a connection with no request in progress may stay silent (a kept-alive
-    /// connection between requests) before it is closed.
-    #[arg(
-        long = "http-idle-timeout-seconds",
-        env = "HTTP_IDLE_TIMEOUT_SECONDS",
-        default_value_t = DEFAULT_IDLE_TIMEOUT_SECS,
-        value_parser = clap::value_parser!(u64).range(1..=86_400)
-    )]
+    /// Seconds a connection with no request in progress may stay silent before it is closed.
     pub idle_timeout_secs: u64,
-
-    /// Most HTTP connections held at once (upgraded WebSockets not counted). At the cap a new
-    /// client gets in by closing the connection that has waited longest for a request. Keep it
-    /// below the file-descriptor limit (`ulimit -n`).
-    #[arg(
-        long = "http-max-connections",
-        env = "HTTP_MAX_CONNECTIONS",
-        default_value_t = DEFAULT_MAX_CONNECTIONS,
-        value_parser = clap::value_parser!(u64).range(1..=MAX_CAP)
-    )]
+    /// Most HTTP connections held at once (upgraded WebSockets not counted).
     pub max_connections: u64,
 }
 
@@ -139,8 +122,8 @@ impl HttpLimits {
     }
 
     fn cap(&self) -> u32 {
-        // Both bounds fit a u32 (MAX_CAP is 2^24).
-        u32::try_from(self.max_connections.clamp(1, MAX_CAP)).unwrap_or(1 << 24)
+        // Both bounds fit a u32 (MAX_CONNECTIONS_LIMIT is 2^24).
+        u32::try_from(self.max_connections.clamp(1, MAX_CONNECTIONS_LIMIT)).unwrap_or(1 << 24)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Errors of the participant.
 
-use crate::packet::Reliability;
+use crate::channel::Reliability;
 
 /// Why a send was refused before anything went on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,6 +17,8 @@
 //! - [`token`]: where credentials come from ([`TokenSource`]); asked again on every reconnect.
 //! - [`signal`]: the `/rtc/v1` URL, JoinRequest, and protobuf frames on the WebSocket.
 //! - `session`: one connection (WebSocket + peer connection + pings) and its event loop.
+//! - [`channel`]: the `_reliable` and `_lossy` channels ([`Reliability`]) and their payload
+//!   limits; [`error`]: what a send or a connection can fail with.
 //! - [`packet`]: DataPacket encoding/decoding, limits, de-duplication (pure).
 //! - [`roster`]: presence from JoinResponse and ParticipantUpdates (pure).
 //! - this module: the [`Participant`] handle and the supervisor that reconnects with back-off.
@@ -63,6 +65,7 @@
 //! - **Frames**: signalling frames up to 4 MiB; data-channel messages up to str0m's 256 KiB
 //!   (LiveKit itself reads at most 65,535 bytes from a sender), decoded one at a time.
 
+pub mod channel;
 pub mod error;
 pub mod packet;
 mod queue;
@@ -83,8 +86,9 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
+pub use channel::Reliability;
 pub use error::{ConnectError, SendError};
-pub use packet::{IncomingPacket, Reliability};
+pub use packet::IncomingPacket;
 pub use roster::{PresenceState, RemoteParticipant, RosterEvent, RosterLimits};
 pub use token::{Credentials, FnTokenSource, StaticToken, TokenSource, TokenSourceError};
 

@@ -7,41 +7,13 @@ use std::collections::{HashSet, VecDeque};
 use livekit_protocol::{DataPacket, UserPacket, data_packet};
 use prost::Message;
 
+pub use crate::channel::{MAX_LOSSY_PAYLOAD, MAX_RELIABLE_PAYLOAD, Reliability};
 use crate::error::SendError;
 
-/// Largest reliable payload accepted (LiveKit documents 15 KiB of user data for reliable packets).
-pub const MAX_RELIABLE_PAYLOAD: usize = 15 * 1024;
-/// Largest lossy payload accepted (one datagram's worth).
-pub const MAX_LOSSY_PAYLOAD: usize = 1300;
 /// Longest topic accepted.
 pub const MAX_TOPIC_BYTES: usize = 256;
 /// Most destination identities in one packet.
 pub const MAX_DESTINATIONS: usize = 256;
-
-/// Delivery mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reliability {
-    /// Ordered and retransmitted (`_reliable` channel).
-    Reliable,
-    /// Unordered, never retransmitted (`_lossy` channel).
-    Lossy,
-}
-
-impl Reliability {
-    pub const fn max_payload(self) -> usize {
-        match self {
-            Reliability::Reliable => MAX_RELIABLE_PAYLOAD,
-            Reliability::Lossy => MAX_LOSSY_PAYLOAD,
-        }
-    }
-
-    pub const fn channel_label(self) -> &'static str {
-        match self {
-            Reliability::Reliable => "_reliable",
-            Reliability::Lossy => "_lossy",
-        }
-    }
-}
 
 /// A user packet that arrived, with the sender identity set by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]

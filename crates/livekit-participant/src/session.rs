@@ -20,8 +20,9 @@ use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::channel::Reliability;
 use crate::error::{ConnectError, SendError};
-use crate::packet::{self, Decoded, Reliability};
+use crate::packet::{self, Decoded};
 use crate::signal::{self, Incoming, WsStream};
 use crate::token::Credentials;
 use crate::{Event, Shared};

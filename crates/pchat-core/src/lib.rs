@@ -79,15 +79,28 @@ pub fn normalize_address(s: &str) -> Result<String, InvalidAddress> {
     normalize_address_owned(s.to_owned()).map_err(|_| InvalidAddress)
 }
 
+/// An address that is not `0x` + 40 hex digits, handed back by [`normalize_address_owned`] so
+/// that the caller can name it without a copy. Its `Debug` is the text's own (quoted and
+/// escaped), the form error answers quote it in.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid address {0:?}")]
+pub struct NotAnAddress(pub String);
+
+impl fmt::Debug for NotAnAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
 /// [`normalize_address`] reusing the string it is given (no allocation); an invalid address is
-/// handed back as the error.
-pub fn normalize_address_owned(mut s: String) -> Result<String, String> {
+/// handed back in the error.
+pub fn normalize_address_owned(mut s: String) -> Result<String, NotAnAddress> {
     let valid = s
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
         .is_some_and(|digits| digits.len() == 40 && digits.bytes().all(|b| b.is_ascii_hexdigit()));
     if !valid {
-        return Err(s);
+        return Err(NotAnAddress(s));
     }
     s.make_ascii_lowercase();
     Ok(s)
@@ -142,5 +155,17 @@ mod tests {
         ] {
             assert_eq!(normalize_address(bad), Err(InvalidAddress), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_invalid_owned_address_comes_back_in_its_error() {
+        let err = normalize_address_owned("0x23c8\n".to_owned()).expect_err("too short");
+        assert_eq!(err, NotAnAddress("0x23c8\n".to_owned()));
+        // Quoted as error answers quote it (`invalid address "0x23c8\n"`).
+        assert_eq!(format!("{err:?}"), r#""0x23c8\n""#);
+        assert_eq!(
+            normalize_address_owned("0X23C86705DD3A3855D939322C53379D42A4E365EE".to_owned()),
+            Ok("0x23c86705dd3a3855d939322c53379d42a4e365ee".to_owned())
+        );
     }
 }

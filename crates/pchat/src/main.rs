@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod args;
+mod config;
 mod demo;
 mod identity;
 mod player;
@@ -26,16 +27,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gatekeeper: LiveKit tokens for the private-messages room, privacy metadata updates.
-    Gatekeeper(gatekeeper::GatekeeperConfig),
+    Gatekeeper(config::GatekeeperArgs),
     /// Run the social service: friendships, blocks and privacy settings over dcl-rpc and HTTP.
-    Social(social::SocialConfig),
+    Social(config::SocialArgs),
     /// Run a stand-in privacy source (GET/PUT /v1/users/:address/privacy-settings) for local use.
     PrivacyStub {
         /// Interface to listen on.
-        #[arg(long, env = "HTTP_SERVER_HOST", default_value = "127.0.0.1")]
+        #[arg(long, env = "HTTP_SERVER_HOST", default_value = social::config::DEFAULT_HOST)]
         host: String,
-        /// TCP port to listen on.
-        #[arg(long, env = "HTTP_SERVER_PORT", default_value_t = 3001)]
+        /// TCP port to listen on (the social service's: the stub stands in for it).
+        #[arg(long, env = "HTTP_SERVER_PORT", default_value_t = social::config::DEFAULT_PORT)]
         port: u16,
     },
     /// Ask a gatekeeper for a LiveKit token (signed fetch) and print its answer.
@@ -223,14 +224,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             up::run(args).await?
         }
         Command::Identity(command) => identity::run(command)?,
-        Command::Gatekeeper(config) => {
+        Command::Gatekeeper(args) => {
+            let config = gatekeeper::GatekeeperConfig::from(args);
             init_tracing();
             let listener = bind(&config.host, config.port).await?;
             let state = gatekeeper::Builder::new(config.clone()).build()?;
             tracing::info!(addr = %listener.local_addr()?, room = %config.room, livekit = %config.livekit_host, "gatekeeper listening");
             gatekeeper::serve(listener, state, shutdown_signal()).await?;
         }
-        Command::Social(config) => {
+        Command::Social(args) => {
+            let config = social::SocialConfig::from(args);
             init_tracing();
             let listener = bind(&config.host, config.port).await?;
             let app = social::App::build(&config).await?;

@@ -164,10 +164,10 @@ pub struct UpArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Gatekeeper port.
-    #[arg(long, env = "PCHAT_GATEKEEPER_PORT", default_value_t = 3000)]
+    #[arg(long, env = "PCHAT_GATEKEEPER_PORT", default_value_t = gatekeeper::config::DEFAULT_PORT)]
     pub gatekeeper_port: u16,
     /// Social service port (HTTP and the dcl-rpc WebSocket at /).
-    #[arg(long, env = "PCHAT_SOCIAL_PORT", default_value_t = 3001)]
+    #[arg(long, env = "PCHAT_SOCIAL_PORT", default_value_t = social::config::DEFAULT_PORT)]
     pub social_port: u16,
     /// LiveKit HTTP/WebSocket port.
     #[arg(long, env = "PCHAT_LIVEKIT_PORT", default_value_t = 7880)]

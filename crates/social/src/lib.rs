@@ -28,7 +28,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dcl_rpc_server::{Authenticator, CallContext, ConnectionHooks, RpcServer, ServerConfig};
+use dcl_rpc_server::{
+    AuthRefused, Authenticator, CallContext, ConnectionHooks, RpcServer, ServerConfig,
+};
 use serde_json::json;
 
 pub use config::SocialConfig;
@@ -51,18 +53,27 @@ impl Default for AuthFrame {
     }
 }
 
-#[async_trait]
-impl Authenticator for AuthFrame {
-    async fn authenticate(&self, frame: &str) -> Result<String, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(frame).map_err(|e| format!("auth frame is not JSON: {e}"))?;
-        let object = value.as_object().ok_or("auth frame is not a JSON object")?;
+/// Why an auth frame is refused (logged; the client sees close code 3003).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFrameError {
+    #[error("auth frame is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("auth frame is not a JSON object")]
+    NotObject,
+    #[error(transparent)]
+    Refused(#[from] authchain::AuthError),
+}
+
+impl AuthFrame {
+    /// The caller's address, if the frame's signed-fetch headers verify.
+    async fn check(&self, frame: &str) -> Result<String, AuthFrameError> {
+        let value: serde_json::Value = serde_json::from_str(frame)?;
+        let object = value.as_object().ok_or(AuthFrameError::NotObject)?;
         let headers: HashMap<String, String> = object
             .iter()
             .filter_map(|(k, v)| v.as_str().map(|s| (k.to_ascii_lowercase(), s.to_owned())))
             .collect();
-        let parsed = authchain::SignedHeaders::parse(|n| headers.get(n).map(String::as_str))
-            .map_err(|e| e.to_string())?;
+        let parsed = authchain::SignedHeaders::parse(|n| headers.get(n).map(String::as_str))?;
         let verified = self
             .verifier
             .verify_request(
@@ -72,9 +83,15 @@ impl Authenticator for AuthFrame {
                 authchain::now_ms(),
                 Some(&authchain::not_scene_signer_rule),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(verified.address)
+    }
+}
+
+#[async_trait]
+impl Authenticator for AuthFrame {
+    async fn authenticate(&self, frame: &str) -> Result<String, AuthRefused> {
+        self.check(frame).await.map_err(AuthRefused::new)
     }
 }
 
@@ -171,7 +188,7 @@ impl App {
         );
         social.spawn_cache_listener();
         social.spawn_presence_upkeep();
-        let rpc = RpcServer::new(
+        let rpc = RpcServer::builder(
             Arc::new(AuthFrame::default()),
             ServerConfig {
                 auth_timeout: Duration::from_secs(config.ws_auth_timeout_secs),
@@ -183,7 +200,8 @@ impl App {
             },
         )
         .with_module(social.module())
-        .with_hooks(Arc::new(PresenceHooks(social.clone())));
+        .with_hooks(Arc::new(PresenceHooks(social.clone())))
+        .build();
         let started = Instant::now();
         Ok(Arc::new(App {
             metrics: metrics::Metrics::new(social.clone(), rpc.clone(), started),

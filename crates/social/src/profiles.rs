@@ -104,6 +104,17 @@ pub enum LambdasError {
     Client(String),
 }
 
+/// Why one profiles request to the lambdas failed (logged; the addresses are shown instead).
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("the Catalyst answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("unexpected answer: {0}")]
+    Body(#[from] serde_json::Error),
+}
+
 /// Profiles from a Catalyst's lambdas, cached.
 pub struct LambdasProfiles {
     url: String,
@@ -164,20 +175,18 @@ impl LambdasProfiles {
         })
     }
 
-    async fn fetch(&self, ids: &[String]) -> Result<Vec<Profile>, String> {
+    async fn fetch(&self, ids: &[String]) -> Result<Vec<Profile>, FetchError> {
         let response = self
             .http
             .post(format!("{}/profiles", self.url))
             .json(&serde_json::json!({ "ids": ids }))
             .send()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if !response.status().is_success() {
-            return Err(format!("the Catalyst answered {}", response.status()));
+            return Err(FetchError::Status(response.status()));
         }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        let profiles: Vec<LambdasProfile> =
-            serde_json::from_slice(&body).map_err(|e| format!("unexpected answer: {e}"))?;
+        let body = response.bytes().await?;
+        let profiles: Vec<LambdasProfile> = serde_json::from_slice(&body)?;
         Ok(profiles.into_iter().filter_map(parse).collect())
     }
 }
