@@ -37,17 +37,6 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     );
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn privacy(system: &System) {
     let bob = system.player().await;
     let mut carol = system.player().await;
@@ -134,13 +123,13 @@ async fn memory(system: &System) {
     // One first, so that one-time allocations are not counted.
     let first: Player = system.player().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib();
+    let before = testkit::rss_kib();
     let mut players = Vec::new();
     for _ in 0..N {
         players.push(system.player().await);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib();
+    let after = testkit::rss_kib();
     println!(
         "memory: {} KiB per connected PrivateChat ({N} clients: {before} → {after} KiB; includes \
          the in-process social service's and gatekeeper's per-connection state)",

@@ -93,6 +93,19 @@ impl System {
         self.player_with(self.config()).await
     }
 
+    /// `N` new players ([`System::player`]), and their addresses in the same order.
+    pub async fn players<const N: usize>(&self) -> ([Player; N], [String; N]) {
+        let mut players = Vec::with_capacity(N);
+        for _ in 0..N {
+            players.push(self.player().await);
+        }
+        let addresses = std::array::from_fn(|i| players[i].address.clone());
+        let Ok(players) = players.try_into() else {
+            unreachable!("exactly N players were made")
+        };
+        (players, addresses)
+    }
+
     /// A new player with `config`, connected, with its view loaded.
     pub async fn player_with(&self, config: PrivateChatConfig) -> Player {
         let wallet = authchain::Wallet::random();

@@ -22,20 +22,10 @@ fn claims_metadata(adapter: &str) -> String {
 }
 
 async fn fetch_token(gk: &str, key: &str) -> Value {
-    let out = node::run(
-        "signed-fetch.mjs",
-        &[
-            "fetch",
-            "GET",
-            &format!("{gk}/private-messages/token"),
-            r#"{"signer":"dcl:explorer"}"#,
-            key,
-        ],
-        LIMIT,
-    )
-    .await
-    .expect("signed fetch");
-    let resp: Value = serde_json::from_str(out.trim()).expect("json");
+    let url = format!("{gk}/private-messages/token");
+    let resp = node::signed_get(&url, r#"{"signer":"dcl:explorer"}"#, Some(key), LIMIT)
+        .await
+        .expect("signed fetch");
     assert_eq!(resp["status"], Value::from(200), "{resp}");
     serde_json::from_str(resp["body"].as_str().expect("body")).expect("json body")
 }

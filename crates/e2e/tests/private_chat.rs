@@ -14,14 +14,7 @@ use pchat_core::Privacy;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adr_208_flow_end_to_end() {
     let system = System::start().await;
-    let mut alice = system.player().await;
-    let mut bob = system.player().await;
-    let mut carol = system.player().await;
-    let (a, b, c) = (
-        alice.address.clone(),
-        bob.address.clone(),
-        carol.address.clone(),
-    );
+    let ([mut alice, mut bob, mut carol], [a, b, c]) = system.players().await;
 
     // Alice and Bob become friends through the social service.
     alice
@@ -181,15 +174,7 @@ async fn sending_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_social_service_restarted_mid_session() {
     let mut system = System::start().await;
-    let mut alice = system.player().await;
-    let mut bob = system.player().await;
-    let mut carol = system.player().await;
-    let dave = system.player().await;
-    let (a, b, c) = (
-        alice.address.clone(),
-        bob.address.clone(),
-        carol.address.clone(),
-    );
+    let ([mut alice, mut bob, mut carol, dave], [a, b, c, _]) = system.players().await;
     alice
         .chat
         .social()

@@ -22,10 +22,9 @@ fn json(line: &str) -> Value {
 }
 
 async fn official_fetch(url: &str, metadata: &str) -> Value {
-    let out = node::run("signed-fetch.mjs", &["fetch", "GET", url, metadata], LIMIT)
+    node::signed_get(url, metadata, None, LIMIT)
         .await
-        .expect("signed-fetch.mjs");
-    json(out.trim())
+        .expect("signed-fetch.mjs")
 }
 
 async fn official_headers(

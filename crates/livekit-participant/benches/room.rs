@@ -40,17 +40,6 @@ async fn join(lk: &LiveKitServer, identity: &str) -> (Participant, livekit_parti
     .expect("join")
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// The last stdout line that is a JSON object with `key` (the SDK may log to stdout too).
 fn json_line(out: &str, key: &str) -> serde_json::Value {
     out.lines()
@@ -196,13 +185,13 @@ async fn throughput(lk: &LiveKitServer) {
 async fn memory(lk: &LiveKitServer) {
     const N: usize = 50;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib();
+    let before = testkit::rss_kib();
     let mut held = Vec::new();
     for i in 0..N {
         held.push(join(lk, &format!("idle-rust-{i}")).await);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = rss_kib();
+    let after = testkit::rss_kib();
     println!(
         "memory   rust: {N} idle participants add {:.1} MiB = {:.0} KiB each (process {:.1} → {:.1} MiB)",
         (after - before) as f64 / 1024.0,
@@ -275,7 +264,7 @@ async fn join_many(lk: &LiveKitServer) {
         } else {
             quantile(&times, 0.5)
         },
-        rss_kib() as f64 / 1024.0
+        testkit::rss_kib() as f64 / 1024.0
     );
     for (r, _) in &results {
         if let Err(e) = r {

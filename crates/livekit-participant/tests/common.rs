@@ -58,13 +58,8 @@ pub async fn wait_present(p: &Participant, identity: &str) {
 
 /// This process's resident memory in bytes (`VmRSS` in /proc/self/status).
 pub fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib * 1024
+    testkit::proc_status_kib(std::process::id(), "VmRSS:").expect("VmRSS in /proc/self/status")
+        * 1024
 }
 
 pub const MIB: u64 = 1024 * 1024;

@@ -38,17 +38,6 @@ impl Drop for Proc {
     }
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 async fn wait_up(url: &str) {
     let client = reqwest::Client::new();
     let start = Instant::now();
@@ -124,7 +113,7 @@ fn main() {
                 })
                 .collect(),
         );
-        let rss_before = rss_kib(gk_pid, "VmRSS:");
+        let rss_before = testkit::proc_status_kib(gk_pid, "VmRSS:").unwrap_or(0);
 
         let measuring = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
@@ -185,7 +174,7 @@ fn main() {
         let mut peak_rss = 0;
         while started.elapsed() < Duration::from_secs(seconds) {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            peak_rss = peak_rss.max(rss_kib(gk_pid, "VmRSS:"));
+            peak_rss = peak_rss.max(testkit::proc_status_kib(gk_pid, "VmRSS:").unwrap_or(0));
         }
         measuring.store(false, Ordering::Relaxed);
         let elapsed = started.elapsed();
@@ -205,7 +194,7 @@ fn main() {
         println!("  latency p99     {:.2} ms", total.value_at_quantile(0.99) as f64 / 1000.0);
         println!("  latency max     {:.2} ms", total.max() as f64 / 1000.0);
         println!("  gatekeeper RSS  idle {:.1} MiB, peak under load {:.1} MiB (VmHWM {:.1} MiB)",
-            rss_before as f64 / 1024.0, peak_rss as f64 / 1024.0, rss_kib(gk_pid, "VmHWM:") as f64 / 1024.0);
+            rss_before as f64 / 1024.0, peak_rss as f64 / 1024.0, testkit::proc_status_kib(gk_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0);
     });
 }
 

@@ -41,19 +41,10 @@ async fn the_binary_serves_tokens_to_official_clients() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let out = node::run(
-        "signed-fetch.mjs",
-        &[
-            "fetch",
-            "GET",
-            &format!("{base}/private-messages/token"),
-            r#"{"signer":"dcl:explorer"}"#,
-        ],
-        LIMIT,
-    )
-    .await
-    .expect("signed-fetch.mjs");
-    let resp: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let url = format!("{base}/private-messages/token");
+    let resp = node::signed_get(&url, r#"{"signer":"dcl:explorer"}"#, None, LIMIT)
+        .await
+        .expect("signed-fetch.mjs");
     assert_eq!(resp["status"], serde_json::Value::from(200), "{resp}");
     let body: serde_json::Value =
         serde_json::from_str(resp["body"].as_str().expect("body")).expect("json");

@@ -22,13 +22,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+fn rss(pid: u32) -> u64 {
+    testkit::proc_status_kib(pid, "VmRSS:").expect("VmRSS")
 }
 
 fn auth_frame() -> String {
@@ -172,7 +167,7 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
     let (mut other, other_ids) = ready(&url).await;
     let settings = id_of(&other_ids, "GetSocialSettings");
     call(&mut other, 10, settings).await;
-    let baseline = rss_kib(pid);
+    let baseline = rss(pid);
 
     // Sample the service's resident memory while the flood runs.
     let peak = Arc::new(AtomicU64::new(baseline));
@@ -180,7 +175,7 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                peak.fetch_max(rss(pid), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -259,7 +254,7 @@ async fn a_flood_from_one_connection_keeps_memory_bounded_and_others_served() {
     drop(tx);
     tokio::time::sleep(Duration::from_secs(2)).await;
     sampler.abort();
-    let after = rss_kib(pid);
+    let after = rss(pid);
     let after_call = call(&mut other, 12, settings).await;
     eprintln!(
         "RSS baseline {baseline} KiB, peak {peak_kib} KiB, after {after} KiB; flood {flood_secs:.1} s; \

@@ -83,6 +83,19 @@ pub fn livekit_binary() -> Result<PathBuf, HarnessError> {
     }
 }
 
+/// A figure in KiB from `/proc/<pid>/status` (`field` such as `"VmRSS:"` or `"VmHWM:"`);
+/// `None` where the file or the line is not there (not Linux, or the process is gone).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix(field))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// This process's resident memory in KiB (0 where it cannot be read).
+pub fn rss_kib() -> u64 {
+    proc_status_kib(std::process::id(), "VmRSS:").unwrap_or(0)
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; a small race is possible).
 pub fn free_tcp_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -363,5 +376,18 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+    }
+}
+
+#[cfg(test)]
+mod proc_status_tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_and_refuses_what_is_not_there() {
+        assert!(proc_status_kib(std::process::id(), "VmRSS:").is_some_and(|k| k > 0));
+        assert!(rss_kib() > 0);
+        assert_eq!(proc_status_kib(std::process::id(), "NoSuchField:"), None);
+        assert_eq!(proc_status_kib(u32::MAX, "VmRSS:"), None);
     }
 }

@@ -28,6 +28,22 @@ fn check_installed() -> Result<(), HarnessError> {
     }
 }
 
+/// `GET url` through the official `@dcl/crypto` signed fetch (`interop/signed-fetch.mjs fetch`)
+/// with the signed `metadata`, as the private key `key` (hex) or a fresh wallet: the driver's
+/// JSON answer (`{"status": …, "body": "…", …}`), bounded by `limit`.
+pub async fn signed_get(
+    url: &str,
+    metadata: &str,
+    key: Option<&str>,
+    limit: Duration,
+) -> Result<serde_json::Value, HarnessError> {
+    let mut args = vec!["fetch", "GET", url, metadata];
+    args.extend(key);
+    let out = run("signed-fetch.mjs", &args, limit).await?;
+    serde_json::from_str(out.trim())
+        .map_err(|e| HarnessError::Node(format!("signed-fetch.mjs answered no JSON ({e}): {out}")))
+}
+
 /// Runs `node interop/<script> <args…>` to completion (bounded by `limit`) and returns stdout.
 /// A non-zero exit is an error carrying stderr.
 pub async fn run(script: &str, args: &[&str], limit: Duration) -> Result<String, HarnessError> {
