@@ -145,26 +145,44 @@ pub struct LiveKitServer {
     pub udp_port: u16,
     pub api_key: String,
     pub api_secret: String,
+    /// The Redis port of the cluster this server is a node of (`None`: a single node).
+    redis_port: Option<u16>,
     dir: tempfile::TempDir,
+}
+
+/// A random API key and secret (the secret long enough for livekit-server outside dev mode).
+fn random_keys() -> (String, String) {
+    let key = format!("APItest{:08x}", rand::random::<u32>());
+    let secret = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
+    (key, secret)
 }
 
 impl LiveKitServer {
     /// Starts a server with a random API key and secret and waits until it answers.
     pub async fn start() -> Result<Self, HarnessError> {
-        let dir = tempfile::tempdir()?;
-        let api_key = format!("APItest{:08x}", rand::random::<u32>());
-        let api_secret = format!(
-            "{:032x}{:032x}",
-            rand::random::<u128>(),
-            rand::random::<u128>()
-        );
+        let (key, secret) = random_keys();
+        Self::start_with(key, secret, None).await
+    }
+
+    /// Starts a server with these keys, as a node of the cluster whose Redis listens on
+    /// `redis_port` (or alone), and waits until it answers.
+    async fn start_with(
+        api_key: String,
+        api_secret: String,
+        redis_port: Option<u16>,
+    ) -> Result<Self, HarnessError> {
         let mut server = LiveKitServer {
             child: None,
             http_port: free_tcp_port()?,
             udp_port: free_udp_port()?,
             api_key,
             api_secret,
-            dir,
+            redis_port,
+            dir: tempfile::tempdir()?,
         };
         server.spawn().await?;
         Ok(server)
@@ -210,11 +228,15 @@ impl LiveKitServer {
              room:\n  auto_create: true\n\
              turn:\n  enabled: false\n\
              keys:\n  {key}: {secret}\n\
-             logging:\n  level: info\n",
+             logging:\n  level: info\n{redis}",
             http = self.http_port,
             udp = self.udp_port,
             key = self.api_key,
             secret = self.api_secret,
+            redis = self
+                .redis_port
+                .map(|p| format!("redis:\n  address: 127.0.0.1:{p}\n"))
+                .unwrap_or_default(),
         )
     }
 
@@ -226,7 +248,21 @@ impl LiveKitServer {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        // livekit-server lets environment variables override any setting of the file
+        // (`LIVEKIT_<PATH>`, `REDIS_HOST`, `NODE_IP`, `UDP_PORT`, …): none from our environment
+        // may reach it, or two nodes of a cluster could end up on one port.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("LIVEKIT_")
+                || name.starts_with("REDIS_")
+                || name == "NODE_IP"
+                || name == "UDP_PORT"
+            {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -318,6 +354,35 @@ impl Drop for LiveKitServer {
                 eprintln!("{line}");
             }
         }
+    }
+}
+
+/// A LiveKit cluster on loopback: `n` livekit-server nodes sharing one `redis-server` and one
+/// API key, each with its own HTTP and UDP port, as LiveKit documents multi-node deployments. A
+/// room lives on one node; a participant may signal through any node (that node relays its
+/// signalling to the room's node over Redis) while its WebRTC transport goes to the room's node.
+pub struct LiveKitCluster {
+    pub nodes: Vec<LiveKitServer>,
+    pub redis: RedisServer,
+}
+
+impl LiveKitCluster {
+    /// Starts Redis, then `n` nodes, and waits until each answers.
+    pub async fn start(n: usize) -> Result<Self, HarnessError> {
+        let redis = RedisServer::start().await?;
+        let (key, secret) = random_keys();
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(
+                LiveKitServer::start_with(key.clone(), secret.clone(), Some(redis.port)).await?,
+            );
+        }
+        Ok(LiveKitCluster { nodes, redis })
+    }
+
+    /// A token for `room` valid on every node (they share the key).
+    pub fn token(&self, room: &str, identity: &str, metadata: &str) -> String {
+        self.nodes[0].token(room, identity, metadata)
     }
 }
 
