@@ -21,6 +21,8 @@ pub const DEFAULT_LIVEKIT_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_WINDOW_SECS: u64 = authchain::DEFAULT_WINDOW.as_secs();
 /// Default of `TOKEN_TTL_SECONDS`: the reference's 5-minute LiveKit tokens.
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 300;
+/// Default of `LIVEKIT_NODE_CHECK_INTERVAL_MS`: how often each cluster node is checked.
+pub const DEFAULT_NODE_CHECK_INTERVAL_MS: u64 = 1000;
 
 /// Gatekeeper settings (the variable each comes from in parentheses).
 #[derive(Debug, Clone)]
@@ -59,6 +61,13 @@ pub struct GatekeeperConfig {
     pub catalyst_lambdas_url: Option<String>,
     /// Lifetime of the LiveKit tokens, in seconds (`TOKEN_TTL_SECONDS`).
     pub token_ttl_secs: u64,
+    /// The nodes of a LiveKit cluster to hand out to clients instead of `livekit_host`, each
+    /// client the healthy node its address prefers (`LIVEKIT_NODE_URLS`, comma-separated; see
+    /// [`crate::nodes`]). Empty: one LiveKit URL, `livekit_host`.
+    pub livekit_node_urls: Vec<String>,
+    /// How often each of `livekit_node_urls` is health-checked, in milliseconds
+    /// (`LIVEKIT_NODE_CHECK_INTERVAL_MS`).
+    pub node_check_interval_ms: u64,
     /// HTTP server limits: header-read and idle timeouts, connection cap.
     pub http: http_serve::HttpLimits,
 }
@@ -82,6 +91,8 @@ impl GatekeeperConfig {
             window_secs: DEFAULT_WINDOW_SECS,
             catalyst_lambdas_url: None,
             token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
+            livekit_node_urls: Vec::new(),
+            node_check_interval_ms: DEFAULT_NODE_CHECK_INTERVAL_MS,
             http: http_serve::HttpLimits::default(),
         }
     }

@@ -21,6 +21,7 @@ pub mod denylist;
 pub mod error;
 pub mod livekit;
 pub mod metrics;
+pub mod nodes;
 pub mod privacy;
 pub mod routes;
 pub mod stub;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub privacy: PrivacyResolver,
     pub room_service: Arc<dyn RoomService>,
     pub tokens: TokenMinter,
+    /// The LiveKit cluster's nodes handed out to clients (`None`: `tokens`' one URL).
+    pub nodes: Option<Arc<nodes::Nodes>>,
     pub auth_token: String,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
@@ -166,6 +169,20 @@ impl Builder {
             ));
         }
 
+        let nodes = if c.livekit_node_urls.is_empty() {
+            None
+        } else {
+            let nodes = Arc::new(
+                nodes::Nodes::new(&c.livekit_node_urls)
+                    .map_err(|e| BuildError::Config(e.to_string()))?,
+            );
+            background.push(nodes::spawn_checks(
+                &nodes,
+                Duration::from_millis(c.node_check_interval_ms),
+            ));
+            Some(nodes)
+        };
+
         Ok(Arc::new(AppState {
             verifier,
             denylist,
@@ -178,6 +195,7 @@ impl Builder {
                 &c.room,
                 c.token_ttl(),
             ),
+            nodes,
             auth_token: c.auth_token.clone(),
             metrics,
             started: Instant::now(),

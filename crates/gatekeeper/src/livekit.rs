@@ -154,7 +154,12 @@ impl TokenMinter {
 
     /// `livekit:<ws url>?access_token=<jwt>`, the answer of `GET /private-messages/token`.
     pub fn adapter(&self, jwt: &str) -> String {
-        format!("livekit:{}?access_token={}", self.ws_url, jwt)
+        Self::adapter_at(&self.ws_url, jwt)
+    }
+
+    /// [`TokenMinter::adapter`] naming the LiveKit node at `ws_url`.
+    pub fn adapter_at(ws_url: &str, jwt: &str) -> String {
+        format!("livekit:{ws_url}?access_token={jwt}")
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub denylist_size: Gauge,
     pub denylist_refresh_failures: Counter,
     pub metadata_updates: Family<ReasonLabels, Counter>,
+    /// Token requests refused because no LiveKit cluster node was healthy.
+    pub no_livekit_node: Counter,
     /// The HTTP server's connections (`gatekeeper_http_connections…`).
     pub serve: http_serve::ServeMetrics,
 }
@@ -107,6 +109,12 @@ impl Metrics {
             "Privacy metadata updates sent to LiveKit, by outcome",
             metadata_updates.clone(),
         );
+        let no_livekit_node = Counter::default();
+        registry.register(
+            "no_livekit_node",
+            "Token requests refused because no LiveKit cluster node passed its health check",
+            no_livekit_node.clone(),
+        );
         let serve = http_serve::ServeMetrics::default();
         serve.register(&mut registry);
         Metrics {
@@ -120,6 +128,7 @@ impl Metrics {
             denylist_size,
             denylist_refresh_failures,
             metadata_updates,
+            no_livekit_node,
             serve,
         }
     }

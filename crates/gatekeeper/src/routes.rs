@@ -154,6 +154,17 @@ async fn get_token(
         return Err(ApiError::unauthorized("Access denied, deny-listed wallet"));
     }
 
+    let adapter_url = match &state.nodes {
+        None => None,
+        Some(nodes) => Some(nodes.pick(&address).ok_or_else(|| {
+            state.metrics.no_livekit_node.inc();
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "No LiveKit node is available",
+            )
+        })?),
+    };
+
     let (privacy, origin) = state.privacy.resolve(&address).await;
     match origin {
         PrivacyOrigin::LastKnown => Metrics::reason(&state.metrics.privacy_fallbacks, "last_known"),
@@ -170,10 +181,11 @@ async fn get_token(
     })?;
     state.metrics.tokens_issued.inc();
     tracing::debug!(%address, %privacy, "token issued");
-    Ok(axum::Json(AdapterBody {
-        adapter: state.tokens.adapter(&jwt),
-    })
-    .into_response())
+    let adapter = match adapter_url {
+        Some(url) => crate::livekit::TokenMinter::adapter_at(url, &jwt),
+        None => state.tokens.adapter(&jwt),
+    };
+    Ok(axum::Json(AdapterBody { adapter }).into_response())
 }
 
 #[derive(Deserialize)]

@@ -74,6 +74,16 @@ pub struct GatekeeperArgs {
     #[arg(long, env = "TOKEN_TTL_SECONDS", default_value_t = gk::DEFAULT_TOKEN_TTL_SECS)]
     pub token_ttl_secs: u64,
 
+    /// The nodes of a LiveKit cluster (ws/wss/http/https URLs, comma-separated) handed out to
+    /// clients instead of PROD_LIVEKIT_HOST: each client gets the node its address prefers while
+    /// that node passes its health check (`GET /`), else the next healthy one.
+    #[arg(long, env = "LIVEKIT_NODE_URLS", value_delimiter = ',')]
+    pub livekit_node_urls: Vec<String>,
+
+    /// How often each LiveKit cluster node is health-checked, in milliseconds.
+    #[arg(long, env = "LIVEKIT_NODE_CHECK_INTERVAL_MS", default_value_t = gk::DEFAULT_NODE_CHECK_INTERVAL_MS)]
+    pub node_check_interval_ms: u64,
+
     /// HTTP server limits: header-read and idle timeouts, connection cap.
     #[command(flatten)]
     pub http: HttpLimitsArgs,
@@ -97,6 +107,8 @@ impl From<GatekeeperArgs> for gatekeeper::GatekeeperConfig {
             window_secs: a.window_secs,
             catalyst_lambdas_url: a.catalyst_lambdas_url,
             token_ttl_secs: a.token_ttl_secs,
+            livekit_node_urls: a.livekit_node_urls,
+            node_check_interval_ms: a.node_check_interval_ms,
             http: a.http.into(),
         }
     }
