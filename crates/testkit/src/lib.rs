@@ -219,6 +219,18 @@ impl LiveKitServer {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The node ID this server took when it last started (`ND_…`, random at every start), from
+    /// its "starting LiveKit server" log line.
+    pub fn node_id(&self) -> Option<String> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("starting LiveKit server"))?;
+        let rest = &line[line.find("\"nodeID\": \"")? + "\"nodeID\": \"".len()..];
+        Some(rest[..rest.find('"')?].to_owned())
+    }
+
     fn config(&self) -> String {
         format!(
             "port: {http}\n\
@@ -383,6 +395,33 @@ impl LiveKitCluster {
     /// A token for `room` valid on every node (they share the key).
     pub fn token(&self, room: &str, identity: &str, metadata: &str) -> String {
         self.nodes[0].token(room, identity, metadata)
+    }
+
+    /// The index of the node hosting `room`, as the cluster's Redis maps it (`room_node_map`);
+    /// `None` while no node hosts it or the host is not one of [`LiveKitCluster::nodes`].
+    pub async fn room_node(&self, room: &str) -> Result<Option<usize>, HarnessError> {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.redis.port.to_string(),
+                "HGET",
+                "room_node_map",
+                room,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        if !out.status.success() {
+            return Err(HarnessError::Setup(format!(
+                "redis-cli: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok(self
+            .nodes
+            .iter()
+            .position(|n| !id.is_empty() && n.node_id().as_deref() == Some(id.as_str())))
     }
 }
 

@@ -1,0 +1,143 @@
+//! Players on a LiveKit cluster (issue #11): three livekit-server nodes sharing one Redis, and
+//! our gatekeeper handing out the nodes (`LIVEKIT_NODE_URLS`). Two players signal through two
+//! different nodes; the node of one of them that does not host the room is killed (SIGKILL):
+//! that player is back in the room within 15 s, through a live node with a fresh token from the
+//! gatekeeper, and packets flow both ways again.
+
+use std::time::{Duration, Instant};
+
+use gatekeeper::Builder;
+use livekit_participant::{ConnectionState, Event, Events, Options, Participant, Reliability};
+use pchat_client::GatekeeperTokens;
+use testkit::LiveKitCluster;
+use testkit::gatekeeper::{TestGatekeeper, config};
+
+const ROOM: &str = "private-messages";
+const LIMIT: Duration = Duration::from_secs(30);
+/// What issue #11 allows for a player of a killed node that does not host the room.
+const BACK_WITHIN: Duration = Duration::from_secs(15);
+
+/// A new player whose node, as the gatekeeper hands it out, satisfies `want`; (its tokens, that
+/// node's URL).
+async fn player_on(gk: &TestGatekeeper, want: impl Fn(&str) -> bool) -> (GatekeeperTokens, String) {
+    let expiry = chrono::Utc::now() + chrono::Duration::hours(1);
+    for _ in 0..200 {
+        let identity = authchain::Identity::new(&authchain::Wallet::random(), expiry);
+        let tokens = GatekeeperTokens::new(&gk.base_url(), identity);
+        let url = tokens.fetch().await.expect("a token").url;
+        if want(&url) {
+            return (tokens, url);
+        }
+    }
+    panic!("no identity prefers the wanted node in 200 tries");
+}
+
+async fn next_data(events: &mut Events, who: &str) -> (String, Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match events.recv_timeout(left).await {
+            Some(Event::Data(p)) => return (p.sender, p.payload),
+            Some(_) => {}
+            None => panic!("{who} received no packet within {LIMIT:?}"),
+        }
+    }
+}
+
+/// Sends until `to` receives one (a packet sent while the room is still settling may be lost,
+/// which is what the SDK's delivery status is for); returns the attempts it took.
+async fn deliver(from: &Participant, to: &str, events: &mut Events, text: &str) -> usize {
+    for attempt in 1..=20 {
+        from.send(
+            text.as_bytes(),
+            &[to.to_owned()],
+            Some(to),
+            Reliability::Reliable,
+        )
+        .await
+        .expect("send");
+        match tokio::time::timeout(Duration::from_secs(1), next_data(events, to)).await {
+            Ok((sender, payload)) => {
+                assert_eq!(sender, from.identity());
+                assert_eq!(payload, text.as_bytes());
+                return attempt;
+            }
+            Err(_) => continue,
+        }
+    }
+    panic!("{text:?} never reached {to}");
+}
+
+async fn wait_present(p: &Participant, identity: &str) {
+    let deadline = Instant::now() + LIMIT;
+    while p.participant(identity).await.is_none() {
+        assert!(Instant::now() < deadline, "{identity} never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_of_a_killed_node_is_back_through_another_within_15_s() {
+    let mut cluster = LiveKitCluster::start(3).await.expect("cluster");
+    let first = &cluster.nodes[0];
+    let mut c = config(&first.ws_url(), &first.api_key, &first.api_secret);
+    c.livekit_node_urls = cluster.nodes.iter().map(|n| n.ws_url()).collect();
+    c.node_check_interval_ms = 200;
+    let gk = TestGatekeeper::start(Builder::new(c))
+        .await
+        .expect("gatekeeper");
+
+    // An anchor player creates the room; then we know which node hosts it.
+    let (anchor_tokens, anchor_url) = player_on(&gk, |_| true).await;
+    let (anchor, mut anchor_events) = Participant::connect(anchor_tokens, Options::default())
+        .await
+        .expect("anchor joins");
+    let host = cluster
+        .room_node(ROOM)
+        .await
+        .expect("redis")
+        .expect("a node hosts the room");
+    // The victim prefers a node that does not host the room (and is not the anchor's, so the
+    // anchor stays put).
+    let victim_node = (0..3)
+        .find(|&i| i != host && cluster.nodes[i].ws_url() != anchor_url)
+        .expect("a third node");
+    let victim_url = cluster.nodes[victim_node].ws_url();
+    let (victim_tokens, _) = player_on(&gk, |u| u == victim_url).await;
+    let (victim, mut victim_events) = Participant::connect(victim_tokens, Options::default())
+        .await
+        .expect("victim joins");
+    let (a, v) = (anchor.identity(), victim.identity());
+    wait_present(&anchor, &v).await;
+    wait_present(&victim, &a).await;
+    deliver(&anchor, &v, &mut victim_events, "before").await;
+    deliver(&victim, &a, &mut anchor_events, "before, back").await;
+
+    // Kill the victim's node.
+    let killed = Instant::now();
+    cluster.nodes[victim_node].stop().await.expect("kill -9");
+    // Lost, then connected again (as the victim's own events tell it).
+    let mut lost = false;
+    loop {
+        let left = (killed + BACK_WITHIN).saturating_duration_since(Instant::now());
+        match victim_events.recv_timeout(left).await {
+            Some(Event::ConnectionStateChanged(ConnectionState::Connected)) if lost => break,
+            Some(Event::ConnectionStateChanged(ConnectionState::Disconnected)) => {
+                panic!("the victim gave up")
+            }
+            Some(Event::ConnectionStateChanged(_)) => lost = true,
+            Some(_) => {}
+            None => panic!(
+                "the victim was not back within {BACK_WITHIN:?} (lost: {lost}, state {:?})",
+                victim.state()
+            ),
+        }
+    }
+    let back = killed.elapsed();
+    wait_present(&victim, &a).await;
+    wait_present(&anchor, &v).await;
+    deliver(&anchor, &v, &mut victim_events, "after").await;
+    deliver(&victim, &a, &mut anchor_events, "after, back").await;
+    assert!(back <= BACK_WITHIN, "back after {back:?}");
+    eprintln!("the victim was back after {back:?}");
+}
