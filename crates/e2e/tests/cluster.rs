@@ -232,3 +232,59 @@ async fn when_the_room_s_node_is_killed_every_player_is_back_in_one_room() {
     assert!(back <= HOST_BACK_WITHIN, "back after {back:?}");
     eprintln!("every player was back in one room after {back:?}");
 }
+
+/// `PROD_LIVEKIT_HOST` (node 0) is dead: the gatekeeper's RoomService calls go to a healthy
+/// node, which forwards them to the room's node, so a privacy change still reaches the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_updates_reach_the_room_when_the_configured_livekit_host_is_dead() {
+    let mut cluster = LiveKitCluster::start(3).await.expect("cluster");
+    let first = &cluster.nodes[0];
+    let mut c = config(&first.ws_url(), &first.api_key, &first.api_secret);
+    c.livekit_node_urls = cluster.nodes.iter().map(|n| n.ws_url()).collect();
+    c.node_check_interval_ms = 200;
+    let gk = TestGatekeeper::start(Builder::new(c))
+        .await
+        .expect("gatekeeper");
+
+    // Node 0 dies before anyone joins; LiveKit places no room on it once its stats are stale
+    // (5 s), and the gatekeeper stops handing it out.
+    cluster.nodes[0].stop().await.expect("kill -9");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (tokens, _) = player_on(&gk, |_| true).await;
+    let (player, _events) = Participant::connect(tokens, Options::default())
+        .await
+        .expect("joins");
+    let (watcher_tokens, _) = player_on(&gk, |_| true).await;
+    let (watcher, _watcher_events) = Participant::connect(watcher_tokens, Options::default())
+        .await
+        .expect("joins");
+    let address = player.identity();
+    wait_present(&watcher, &address).await;
+
+    let resp = reqwest::Client::new()
+        .patch(gk.url(&format!("/users/{address}/private-messages-privacy")))
+        .header("content-type", "application/json")
+        .header(
+            "authorization",
+            format!("Bearer {}", testkit::gatekeeper::AUTH_TOKEN),
+        )
+        .body(r#"{"private_messages_privacy":"only_friends"}"#)
+        .send()
+        .await
+        .expect("PATCH");
+    let status = resp.status().as_u16();
+    assert_eq!(status, 204, "{}", resp.text().await.unwrap_or_default());
+    // The watcher sees the new metadata.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if watcher
+            .participant(&address)
+            .await
+            .is_some_and(|p| p.metadata.contains("only_friends"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the metadata never changed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

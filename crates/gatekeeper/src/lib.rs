@@ -34,7 +34,7 @@ use authchain::Verifier;
 
 pub use config::GatekeeperConfig;
 use denylist::{DenyList, DenyListSource};
-use livekit::{LiveKitRoomService, RoomService, TokenMinter};
+use livekit::{ClusterRoomService, LiveKitRoomService, RoomService, TokenMinter};
 use metrics::Metrics;
 use privacy::{PrivacyResolver, PrivacySource, SocialServicePrivacy};
 
@@ -139,17 +139,40 @@ impl Builder {
                 }
             };
 
-        let room_service = self.room_service.unwrap_or_else(|| {
-            Arc::new(LiveKitRoomService::new(
+        let mut checks = None;
+        let nodes = if c.livekit_node_urls.is_empty() {
+            None
+        } else {
+            let nodes = Arc::new(
+                nodes::Nodes::new(&c.livekit_node_urls)
+                    .map_err(|e| BuildError::Config(e.to_string()))?,
+            );
+            checks = Some(nodes::spawn_checks(
+                &nodes,
+                Duration::from_millis(c.node_check_interval_ms),
+            ));
+            Some(nodes)
+        };
+
+        let livekit_timeout = Duration::from_millis(c.livekit_timeout_ms);
+        let room_service: Arc<dyn RoomService> = match (self.room_service, &nodes) {
+            (Some(rs), _) => rs,
+            (None, Some(nodes)) => Arc::new(ClusterRoomService::new(
+                nodes.clone(),
+                &c.livekit_api_key,
+                &c.livekit_api_secret,
+                livekit_timeout,
+            )),
+            (None, None) => Arc::new(LiveKitRoomService::new(
                 &c.livekit_host,
                 &c.livekit_api_key,
                 &c.livekit_api_secret,
-                Duration::from_millis(c.livekit_timeout_ms),
-            ))
-        });
+                livekit_timeout,
+            )),
+        };
 
         let denylist = Arc::new(DenyList::default());
-        let mut background = Vec::new();
+        let mut background: Vec<_> = checks.into_iter().collect();
         if let Some(location) = c.denylist_url.as_deref().filter(|s| !s.trim().is_empty()) {
             let source =
                 DenyListSource::new(location).map_err(|e| BuildError::Config(e.to_string()))?;
@@ -168,20 +191,6 @@ impl Builder {
                 },
             ));
         }
-
-        let nodes = if c.livekit_node_urls.is_empty() {
-            None
-        } else {
-            let nodes = Arc::new(
-                nodes::Nodes::new(&c.livekit_node_urls)
-                    .map_err(|e| BuildError::Config(e.to_string()))?,
-            );
-            background.push(nodes::spawn_checks(
-                &nodes,
-                Duration::from_millis(c.node_check_interval_ms),
-            ));
-            Some(nodes)
-        };
 
         Ok(Arc::new(AppState {
             verifier,

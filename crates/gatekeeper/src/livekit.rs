@@ -49,6 +49,51 @@ impl LiveKitRoomService {
     }
 }
 
+/// RoomService on a LiveKit cluster: a call goes to a node that passed its last health check
+/// (any node forwards it to the node hosting the room), trying the next healthy one when a node
+/// cannot be reached, so `PROD_LIVEKIT_HOST` going down does not stop privacy updates.
+pub struct ClusterRoomService {
+    nodes: std::sync::Arc<crate::nodes::Nodes>,
+    clients: Vec<LiveKitRoomService>,
+}
+
+impl ClusterRoomService {
+    pub fn new(
+        nodes: std::sync::Arc<crate::nodes::Nodes>,
+        api_key: &str,
+        api_secret: &str,
+        timeout: Duration,
+    ) -> Self {
+        let clients = nodes
+            .urls()
+            .map(|url| LiveKitRoomService::new(url, api_key, api_secret, timeout))
+            .collect();
+        ClusterRoomService { nodes, clients }
+    }
+}
+
+#[async_trait]
+impl RoomService for ClusterRoomService {
+    async fn update_participant_metadata(
+        &self,
+        room: &str,
+        identity: &str,
+        metadata: &str,
+    ) -> Result<(), RoomServiceError> {
+        let mut last = RoomServiceError::Unavailable("no LiveKit node is available".into());
+        for i in self.nodes.healthy_for(identity) {
+            match self.clients[i]
+                .update_participant_metadata(room, identity, metadata)
+                .await
+            {
+                Err(e @ RoomServiceError::Unavailable(_)) => last = e,
+                answer => return answer,
+            }
+        }
+        Err(last)
+    }
+}
+
 #[async_trait]
 impl RoomService for LiveKitRoomService {
     async fn update_participant_metadata(

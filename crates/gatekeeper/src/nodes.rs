@@ -94,15 +94,28 @@ impl Nodes {
     /// The URL to hand to `identity`: its preferred node if healthy, else the next healthy one
     /// in order; `None` when no node is healthy (or there are none).
     pub fn pick(&self, identity: &str) -> Option<&str> {
+        self.healthy_for(identity)
+            .next()
+            .map(|i| self.nodes[i].ws_url.as_str())
+    }
+
+    /// The healthy nodes (their indexes in the configured list) in `identity`'s order of
+    /// preference: its preferred node first, then the following ones.
+    pub fn healthy_for(&self, identity: &str) -> impl Iterator<Item = usize> + '_ {
         let n = self.nodes.len();
-        if n == 0 {
-            return None;
-        }
-        let first = (fnv1a(identity.as_bytes()) % n as u64) as usize;
+        let first = if n == 0 {
+            0
+        } else {
+            (fnv1a(identity.as_bytes()) % n as u64) as usize
+        };
         (0..n)
-            .map(|i| &self.nodes[(first + i) % n])
-            .find(|node| node.healthy.load(Ordering::Relaxed))
-            .map(|node| node.ws_url.as_str())
+            .map(move |i| (first + i) % n)
+            .filter(|&i| self.nodes[i].healthy.load(Ordering::Relaxed))
+    }
+
+    /// The nodes' client URLs, in the configured order.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.ws_url.as_str())
     }
 
     /// How many nodes passed their last check.
