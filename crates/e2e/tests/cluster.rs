@@ -6,11 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use gatekeeper::Builder;
 use livekit_participant::{ConnectionState, Event, Events, Options, Participant, Reliability};
 use pchat_client::GatekeeperTokens;
 use testkit::LiveKitCluster;
-use testkit::gatekeeper::{TestGatekeeper, config};
+use testkit::gatekeeper::TestGatekeeper;
 
 const ROOM: &str = "private-messages";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -101,11 +100,7 @@ async fn wait_present(p: &Participant, identity: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_of_a_killed_node_is_back_through_another_within_15_s() {
     let mut cluster = LiveKitCluster::start(3).await.expect("cluster");
-    let first = &cluster.nodes[0];
-    let mut c = config(&first.ws_url(), &first.api_key, &first.api_secret);
-    c.livekit_node_urls = cluster.nodes.iter().map(|n| n.ws_url()).collect();
-    c.node_check_interval_ms = 200;
-    let gk = TestGatekeeper::start(Builder::new(c))
+    let gk = TestGatekeeper::for_cluster(&cluster)
         .await
         .expect("gatekeeper");
 
@@ -157,11 +152,7 @@ const HOST_BACK_WITHIN: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_room_s_node_is_killed_every_player_is_back_in_one_room() {
     let mut cluster = LiveKitCluster::start(3).await.expect("cluster");
-    let first = &cluster.nodes[0];
-    let mut c = config(&first.ws_url(), &first.api_key, &first.api_secret);
-    c.livekit_node_urls = cluster.nodes.iter().map(|n| n.ws_url()).collect();
-    c.node_check_interval_ms = 200;
-    let gk = TestGatekeeper::start(Builder::new(c))
+    let gk = TestGatekeeper::for_cluster(&cluster)
         .await
         .expect("gatekeeper");
 
@@ -238,11 +229,7 @@ async fn when_the_room_s_node_is_killed_every_player_is_back_in_one_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privacy_updates_reach_the_room_when_the_configured_livekit_host_is_dead() {
     let mut cluster = LiveKitCluster::start(3).await.expect("cluster");
-    let first = &cluster.nodes[0];
-    let mut c = config(&first.ws_url(), &first.api_key, &first.api_secret);
-    c.livekit_node_urls = cluster.nodes.iter().map(|n| n.ws_url()).collect();
-    c.node_check_interval_ms = 200;
-    let gk = TestGatekeeper::start(Builder::new(c))
+    let gk = TestGatekeeper::for_cluster(&cluster)
         .await
         .expect("gatekeeper");
 

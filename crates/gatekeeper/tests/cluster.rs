@@ -7,10 +7,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use gatekeeper::Builder;
 use serde_json::Value;
 use testkit::LiveKitCluster;
-use testkit::gatekeeper::{TestGatekeeper, config};
+use testkit::gatekeeper::TestGatekeeper;
 
 const PATH: &str = "/private-messages/token";
 const LIMIT: Duration = Duration::from_secs(10);
@@ -66,11 +65,7 @@ async fn wait_healthy(gk: &TestGatekeeper, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_name_healthy_nodes_only() {
     let mut cluster = LiveKitCluster::start(3).await.expect("cluster");
-    let first = &cluster.nodes[0];
-    let mut c = config(&first.ws_url(), &first.api_key, &first.api_secret);
-    c.livekit_node_urls = cluster.nodes.iter().map(|n| n.ws_url()).collect();
-    c.node_check_interval_ms = 200;
-    let gk = TestGatekeeper::start(Builder::new(c))
+    let gk = TestGatekeeper::for_cluster(&cluster)
         .await
         .expect("gatekeeper");
     wait_healthy(&gk, 3).await;

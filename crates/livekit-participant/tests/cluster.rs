@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{LIMIT, ROOM, wait_present};
+use common::{ROOM, wait_event, wait_present};
 use livekit_participant::{
     Credentials, Event, Events, Options, Participant, Reliability, StaticToken,
 };
@@ -32,19 +32,6 @@ async fn join_via(
                 node.log()
             )
         })
-}
-
-/// The next data packet `events` delivers within [`LIMIT`].
-async fn next_data(events: &mut Events, who: &str) -> (String, Option<String>, Vec<u8>) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match events.recv_timeout(left).await {
-            Some(Event::Data(p)) => return (p.sender, p.topic, p.payload),
-            Some(_) => {}
-            None => panic!("{who} received no packet within {LIMIT:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +65,12 @@ async fn players_signalling_through_different_nodes_share_the_room_and_exchange_
     }
     for (i, (_, events)) in players.iter_mut().enumerate() {
         let from = names[(i + names.len() - 1) % names.len()];
-        let (sender, topic, payload) = next_data(events, names[i]).await;
+        let Event::Data(packet) =
+            wait_event(events, "a packet", |e| matches!(e, Event::Data(_))).await
+        else {
+            unreachable!("wait_event returns what matched")
+        };
+        let (sender, topic, payload) = (packet.sender, packet.topic, packet.payload);
         assert_eq!(sender, from);
         assert_eq!(topic.as_deref(), Some(names[i]));
         assert_eq!(payload, format!("{from} to {}", names[i]).into_bytes());

@@ -17,7 +17,7 @@ use std::time::Duration;
 use gatekeeper::{AppState, Builder, GatekeeperConfig};
 use tokio::sync::oneshot;
 
-use crate::{HarnessError, LiveKitServer};
+use crate::{HarnessError, LiveKitCluster, LiveKitServer};
 
 /// The shared secret (`COMMS_GATEKEEPER_AUTH_TOKEN`) of every test gatekeeper.
 pub const AUTH_TOKEN: &str = "test-gatekeeper-token";
@@ -31,6 +31,15 @@ pub fn config(livekit_host: &str, key: &str, secret: &str) -> GatekeeperConfig {
 /// The test configuration for a running [`LiveKitServer`].
 pub fn config_for(lk: &LiveKitServer) -> GatekeeperConfig {
     config(&lk.ws_url(), &lk.api_key, &lk.api_secret)
+}
+
+/// The test configuration in front of a [`LiveKitCluster`]: every node handed out
+/// (`LIVEKIT_NODE_URLS`), each checked every 200 ms; node 0 is `PROD_LIVEKIT_HOST`.
+pub fn config_for_cluster(cluster: &LiveKitCluster) -> GatekeeperConfig {
+    let mut c = config_for(&cluster.nodes[0]);
+    c.livekit_node_urls = cluster.nodes.iter().map(LiveKitServer::ws_url).collect();
+    c.node_check_interval_ms = 200;
+    c
 }
 
 /// A gatekeeper serving on 127.0.0.1; stopped (its task aborted) when dropped, or gracefully
@@ -65,6 +74,11 @@ impl TestGatekeeper {
     /// A gatekeeper with the test configuration in front of `lk` (see [`config_for`]).
     pub async fn for_livekit(lk: &LiveKitServer) -> Result<TestGatekeeper, HarnessError> {
         TestGatekeeper::start(Builder::new(config_for(lk))).await
+    }
+
+    /// A gatekeeper with [`config_for_cluster`] in front of `cluster`.
+    pub async fn for_cluster(cluster: &LiveKitCluster) -> Result<TestGatekeeper, HarnessError> {
+        TestGatekeeper::start(Builder::new(config_for_cluster(cluster))).await
     }
 
     /// `http://127.0.0.1:<port>`.
