@@ -153,6 +153,7 @@ pub struct Stats {
     reconnects: AtomicU64,
     participants_not_listed: AtomicU64,
     metadata_cut: AtomicU64,
+    signal_bytes: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -173,6 +174,10 @@ pub struct StatsSnapshot {
     pub participants_not_listed: u64,
     /// Participant metadata over the limit, kept as `""`.
     pub metadata_cut: u64,
+    /// Signalling received from the server, in bytes of WebSocket message payload (all
+    /// connections so far, pings' answers included): what the room costs this participant in
+    /// signalling, measured by the scale benches.
+    pub signal_bytes_received: u64,
 }
 
 impl Stats {
@@ -194,6 +199,7 @@ impl Stats {
             events_dropped,
             participants_not_listed: self.participants_not_listed.load(Ordering::Relaxed),
             metadata_cut: self.metadata_cut.load(Ordering::Relaxed),
+            signal_bytes_received: self.signal_bytes.load(Ordering::Relaxed),
         }
     }
 }

@@ -140,7 +140,7 @@ impl<'a> Session<'a> {
         .map_err(|_| ConnectError::Timeout("signalling connection"))??;
         let join = tokio::time::timeout(JOIN_TIMEOUT, async {
             loop {
-                match signal::recv(&mut ws).await? {
+                match signal::recv(&mut ws, &shared.stats.signal_bytes).await? {
                     Incoming::Response(m) if matches!(*m, Resp::Join(_)) => {
                         if let Resp::Join(join) = *m {
                             return Ok(join);
@@ -275,7 +275,7 @@ impl<'a> Session<'a> {
                     .handle_input(Input::Timeout(Instant::now()))
                     .map(|_| None)
                     .map_err(|e| ConnectError::WebRtc(e.to_string())),
-                frame = signal::recv(&mut self.ws) => match frame {
+                frame = signal::recv(&mut self.ws, &self.shared.stats.signal_bytes) => match frame {
                     Ok(frame) => self.on_signal(frame).await,
                     Err(e) => Err(e),
                 },

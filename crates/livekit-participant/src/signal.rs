@@ -140,22 +140,24 @@ pub fn decode_frame(bytes: &[u8]) -> Incoming {
     }
 }
 
-/// Reads the next frame.
-pub async fn recv(ws: &mut WsStream) -> Result<Incoming, ConnectError> {
-    match ws.next().await {
-        None => Ok(Incoming::Closed),
-        Some(Err(e)) => Err(ConnectError::Signal(e.to_string())),
-        Some(Ok(Message::Binary(bytes))) => {
-            Ok(match proto::SignalResponse::decode(bytes.as_ref()) {
-                Ok(proto::SignalResponse { message: Some(m) }) => Incoming::Response(Box::new(m)),
-                Ok(_) => Incoming::Nothing,
-                Err(_) => Incoming::Undecodable,
-            })
-        }
-        Some(Ok(Message::Close(_))) => Ok(Incoming::Closed),
-        Some(Ok(Message::Text(_))) => Ok(Incoming::Undecodable),
-        Some(Ok(_)) => Ok(Incoming::Nothing),
-    }
+/// Reads the next frame, adding the size of each received WebSocket message (its payload bytes,
+/// without WebSocket, TLS or TCP framing) to `received_bytes`.
+pub async fn recv(
+    ws: &mut WsStream,
+    received_bytes: &std::sync::atomic::AtomicU64,
+) -> Result<Incoming, ConnectError> {
+    let message = match ws.next().await {
+        None => return Ok(Incoming::Closed),
+        Some(Err(e)) => return Err(ConnectError::Signal(e.to_string())),
+        Some(Ok(message)) => message,
+    };
+    received_bytes.fetch_add(message.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(match message {
+        Message::Binary(bytes) => decode_frame(bytes.as_ref()),
+        Message::Close(_) => Incoming::Closed,
+        Message::Text(_) => Incoming::Undecodable,
+        _ => Incoming::Nothing,
+    })
 }
 
 #[cfg(test)]
