@@ -39,7 +39,7 @@ pub enum DropKind {
     NotAFriend,
     /// The sender is over the rate limit.
     RateLimited,
-    /// A reaction already received.
+    /// A reaction already received, or a message already shown (resent: it is confirmed again).
     Duplicate,
     /// Not a packet we accept (undecodable, wrong version, empty, too long, bad reaction).
     Malformed,
@@ -85,7 +85,7 @@ impl From<&Rejected> for DropKind {
             Rejected::BlockedByMe | Rejected::BlocksMe => DropKind::Blocked,
             Rejected::NotAFriend => DropKind::NotAFriend,
             Rejected::RateLimited => DropKind::RateLimited,
-            Rejected::DuplicateReaction => DropKind::Duplicate,
+            Rejected::DuplicateReaction | Rejected::DuplicateMessage { .. } => DropKind::Duplicate,
             Rejected::Packet(_) => DropKind::Malformed,
         }
     }

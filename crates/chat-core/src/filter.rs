@@ -14,6 +14,14 @@
 //! ([`ReactionDedup`], bounded), and reactions have their own per-sender rate limit (so that
 //! toggling an emoji does not use up the sender's message budget).
 //!
+//! Our own extension, delivery receipts ([`crate::delivery`]): a message asking for a receipt
+//! that was already shown ([`SeenMessages`], bounded) is dropped as
+//! [`Rejected::DuplicateMessage`] before the rate limit (so a resend does not use up the
+//! sender's budget), and is remembered only once it passed every rule; the caller confirms it
+//! again. A receipt needs only the topic and sender rules ([`Accepted::Receipt`]): it changes
+//! something only when it confirms a message we sent to that sender and still wait for, so the
+//! blocks and privacy rules (meant for what is shown) do not apply to it.
+//!
 //! **The rate limit is on by default**: [`Filter::new`] limits each sender to
 //! [`RateLimit::default`] (a burst of 3 messages, then one per second) and
 //! [`RateLimit::REACTIONS`] for reactions (a burst of 8, then 4 per second, the reference
@@ -25,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use pchat_core::{Privacy, normalize_address};
 
+use crate::delivery::SeenMessages;
 use crate::packet::{self, ChatMessage, PacketError, Payload};
 use crate::reaction::{Reaction, ReactionDedup};
 
@@ -74,6 +83,10 @@ pub enum Rejected {
     RateLimited,
     #[error("a repeat of a reaction already received")]
     DuplicateReaction,
+    /// A message asking for a receipt that was already shown (its sender resent it): confirm
+    /// it again, do not show it again.
+    #[error("a repeat of a message already shown")]
+    DuplicateMessage { id: String },
     #[error(transparent)]
     Packet(#[from] PacketError),
 }
@@ -113,7 +126,11 @@ pub const MAX_TRACKED_SENDERS: usize = 10_000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Accepted {
     Message(ChatMessage),
+    /// A message whose sender asks for a receipt once it is shown (id: [`crate::message_id`]).
+    MessageWithReceipt { message: ChatMessage, id: String },
     Reaction(Reaction),
+    /// A receipt from the sender for the message `message_id` (see the module docs).
+    Receipt { message_id: String },
 }
 
 /// The receive filter (it keeps the rate limits' and the reaction memory's state).
@@ -122,6 +139,7 @@ pub struct Filter {
     messages: Option<Buckets>,
     reactions: Option<Buckets>,
     seen_reactions: ReactionDedup,
+    seen_messages: SeenMessages,
 }
 
 impl Default for Filter {
@@ -144,6 +162,7 @@ impl Filter {
             messages: None,
             reactions: None,
             seen_reactions: ReactionDedup::default(),
+            seen_messages: SeenMessages::default(),
         }
     }
 
@@ -154,6 +173,7 @@ impl Filter {
             messages: Some(Buckets::new(limit)),
             reactions: Some(Buckets::new(RateLimit::REACTIONS)),
             seen_reactions: ReactionDedup::default(),
+            seen_messages: SeenMessages::default(),
         }
     }
 
@@ -197,14 +217,32 @@ impl Filter {
         packet: Incoming<'_>,
         now: Instant,
     ) -> Result<Accepted, Rejected> {
+        let payload = packet::decode_payload(packet.payload);
+        if let Ok(Payload::Receipt(message_id)) = payload {
+            admit_address(view, packet)?;
+            return Ok(Accepted::Receipt { message_id });
+        }
         let sender = admit(view, packet)?;
-        match packet::decode_payload(packet.payload)? {
+        match payload? {
             Payload::Message(message) => {
                 if let Some(b) = &mut self.messages {
                     b.take(sender, now)?;
                 }
                 Ok(Accepted::Message(message))
             }
+            Payload::MessageWithReceipt(message) => {
+                let id = crate::message_id(&sender, message.timestamp);
+                // Repeats first, so that a resend does not use up the sender's budget.
+                if self.seen_messages.contains(&id, now) {
+                    return Err(Rejected::DuplicateMessage { id });
+                }
+                if let Some(b) = &mut self.messages {
+                    b.take(sender, now)?;
+                }
+                self.seen_messages.insert(&id, now);
+                Ok(Accepted::MessageWithReceipt { message, id })
+            }
+            Payload::Receipt(_) => Err(Rejected::Packet(PacketError::Unsupported)),
             Payload::Reaction(reaction) => {
                 // Repeats first, so that duplicates do not use up the sender's budget.
                 if !self.seen_reactions.check(&sender, &reaction, now) {
@@ -222,6 +260,22 @@ impl Filter {
 /// The rules before the payload is read: the sender's address (normalised) if the packet may
 /// be shown.
 fn admit(view: &SocialView, packet: Incoming<'_>) -> Result<String, Rejected> {
+    let sender = admit_address(view, packet)?;
+    if view.blocked.contains(&sender) {
+        return Err(Rejected::BlockedByMe);
+    }
+    if view.blocked_by.contains(&sender) {
+        return Err(Rejected::BlocksMe);
+    }
+    if view.privacy == Privacy::OnlyFriends && !view.friends.contains(&sender) {
+        return Err(Rejected::NotAFriend);
+    }
+    Ok(sender)
+}
+
+/// The topic and sender rules: the sender's address (normalised) if the packet is addressed
+/// to me by someone else.
+fn admit_address(view: &SocialView, packet: Incoming<'_>) -> Result<String, Rejected> {
     if packet.topic.is_empty() {
         return Err(Rejected::EmptyTopic);
     }
@@ -231,15 +285,6 @@ fn admit(view: &SocialView, packet: Incoming<'_>) -> Result<String, Rejected> {
     let sender = normalize_address(packet.sender).map_err(|_| Rejected::BadSender)?;
     if sender == view.me {
         return Err(Rejected::OwnMessage);
-    }
-    if view.blocked.contains(&sender) {
-        return Err(Rejected::BlockedByMe);
-    }
-    if view.blocked_by.contains(&sender) {
-        return Err(Rejected::BlocksMe);
-    }
-    if view.privacy == Privacy::OnlyFriends && !view.friends.contains(&sender) {
-        return Err(Rejected::NotAFriend);
     }
     Ok(sender)
 }
@@ -615,6 +660,83 @@ mod tests {
                 t + Duration::from_millis(250)
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_resent_message_is_shown_once_and_a_dropped_one_is_not_remembered() {
+        let v = view(Privacy::All);
+        let mut f = Filter::with_rate_limit(RateLimit {
+            interval: Duration::from_secs(1),
+            burst: 1,
+        });
+        let t = Instant::now();
+        let sent = SystemTime::now();
+        let asking = |text: &str| packet::encode_message(text, sent, true).expect("encode").0;
+        let first = asking("one");
+        let id = crate::message_id(FRIEND, crate::ole::to_ole(sent));
+        assert!(matches!(
+            check_any(&mut f, &v, FRIEND, &first, t),
+            Ok(Accepted::MessageWithReceipt { ref message, id: ref got }) if message.text == "one" && *got == id
+        ));
+        // The resend: a duplicate (with its id, to confirm again), before the rate limit.
+        for _ in 0..3 {
+            assert_eq!(
+                check_any(&mut f, &v, FRIEND, &first, t),
+                Err(Rejected::DuplicateMessage { id: id.clone() })
+            );
+        }
+        // Over the limit: dropped, and not remembered, so its resend a second later is shown.
+        let later = packet::encode_message("two", sent + Duration::from_millis(5), true)
+            .expect("encode")
+            .0;
+        assert_eq!(
+            check_any(&mut f, &v, FRIEND, &later, t),
+            Err(Rejected::RateLimited)
+        );
+        assert!(matches!(
+            check_any(&mut f, &v, FRIEND, &later, t + Duration::from_secs(1)),
+            Ok(Accepted::MessageWithReceipt { .. })
+        ));
+        // A message from someone I blocked is dropped as before (and so never confirmed).
+        let blocked = asking("hi");
+        assert_eq!(
+            check_any(&mut f, &v, BLOCKED, &blocked, t),
+            Err(Rejected::BlockedByMe)
+        );
+    }
+
+    #[test]
+    fn a_receipt_needs_only_the_topic_and_sender_rules() {
+        let only = view(Privacy::OnlyFriends);
+        let mut f = Filter::new();
+        let t = Instant::now();
+        let receipt = packet::encode_receipt("0x1111111111111111111111111111111111111111:46000")
+            .expect("receipt");
+        for sender in [FRIEND, STRANGER, BLOCKED, BLOCKER] {
+            assert!(
+                matches!(check_any(&mut f, &only, sender, &receipt, t), Ok(Accepted::Receipt { ref message_id }) if message_id.ends_with(":46000")),
+                "{sender}"
+            );
+        }
+        let elsewhere = f.check_packet(
+            &only,
+            Incoming {
+                sender: FRIEND,
+                topic: STRANGER,
+                payload: &receipt,
+            },
+            t,
+        );
+        assert_eq!(elsewhere, Err(Rejected::NotForMe));
+        assert_eq!(
+            check_any(&mut f, &only, ME, &receipt, t),
+            Err(Rejected::OwnMessage)
+        );
+        // Read as a message only (`check`), a receipt is not a chat.
+        assert_eq!(
+            check(&mut f, &only, FRIEND, ME, &receipt),
+            Err(Rejected::Packet(PacketError::NotChat))
         );
     }
 }

@@ -5,6 +5,8 @@
 //!   reaction (`ChatReaction`) in the same packet.
 //! - [`reaction`]: reactions as the reference client builds them: message ids, the removal
 //!   encoding, and the bounded memory that drops repeats.
+//! - [`delivery`]: our extension, delivery receipts: the sender's messages waiting for one
+//!   (resent, then given up, all bounded) and the receiver's memory of messages shown.
 //! - [`ole`]: the `Chat.timestamp` format, an OLE Automation date.
 //! - [`filter`]: which received packets are shown, by topic, sender, blocks, the receiver's
 //!   privacy setting and friendships (ADR-208 "Message Filtering"), with a per-sender rate
@@ -18,6 +20,7 @@
 //! Everything here is plain data in, decision out; the SDK supplies the social state and the
 //! LiveKit room.
 
+pub mod delivery;
 pub mod display;
 pub mod drops;
 pub mod filter;
@@ -27,6 +30,7 @@ pub mod packet;
 pub mod reaction;
 pub mod recipient;
 
+pub use delivery::{DeliveryConfig, Deliveries, Outcome, SeenMessages, Unconfirmed};
 pub use drops::{DropCounter, DropKind, DropSummary};
 pub use filter::{Accepted, Filter, Incoming, RateLimit, Rejected, SocialView};
 pub use outgoing::{Outgoing, SendError, SendRules};

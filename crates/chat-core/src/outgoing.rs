@@ -121,6 +121,21 @@ impl SendRules {
         Ok(Outgoing { to, payload })
     }
 
+    /// The packet for a message to `to` sent at `now` asking for a delivery receipt (see
+    /// [`crate::delivery`]); the `bool` is `false` when the text is too long to carry the
+    /// request ([`packet::encode_message`]).
+    pub fn message_asking_receipt(
+        &self,
+        to: &str,
+        text: &str,
+        now: SystemTime,
+    ) -> Result<(Outgoing, bool), SendError> {
+        let to = self.check(to, text)?;
+        let (payload, asked) =
+            packet::encode_message(text, now, true).map_err(SendError::Packet)?;
+        Ok((Outgoing { to, payload }, asked))
+    }
+
     /// The packet for a reaction sent to `to` (the other side of the conversation): the
     /// recipient is checked first, then the reaction's bounds.
     pub fn reaction(&self, to: &str, reaction: &Reaction) -> Result<Outgoing, SendError> {

@@ -10,6 +10,24 @@
 //! [`crate::reaction`] for what the fields hold). The types below are our own declaration of
 //! that subset of the protocol (`@dcl/protocol`'s `rfc4/comms.proto`; the other `Packet`
 //! variants are unknown fields here, so such a packet decodes with no message).
+//!
+//! ## Our extension: delivery receipts
+//!
+//! Two fields the reference client does not have, with field numbers far above upstream's
+//! (`Packet` uses 1-17 and `Chat` 1-3 today), so that they never collide with a future upstream
+//! field and every protobuf decoder that follows the standard (the reference client's C#
+//! `Google.Protobuf`, `@dcl/protocol`'s ts-proto code) skips them as unknown fields:
+//!
+//! - `Chat.receipt_requested = 1000` (bool): the sender (our SDK) asks the receiver to confirm
+//!   that the message was shown. A reference client ignores it and shows the message as usual;
+//!   the text and timestamp are where they always are (tested against `@dcl/protocol`).
+//! - `Packet.receipt = 1001`: `Receipt { message_id = 1 (string) }`, the confirmation, sent by
+//!   our SDK reliably with topic and destination = the original sender, only for a message that
+//!   asked for one. A reference client never asks, so it never receives one.
+//!
+//! The flag costs 3 bytes ([`RECEIPT_FLAG_BYTES`]): a text longer than
+//! [`MAX_TEXT_BYTES_WITH_RECEIPT`] bytes goes without it (see [`encode_message`]). What the
+//! receipts are for, and their bounds: [`crate::delivery`].
 
 use std::time::SystemTime;
 
@@ -32,11 +50,20 @@ pub const CHAT_FRAMING_BYTES: usize = 17;
 /// ([`MAX_PACKET_PAYLOAD`] - [`CHAT_FRAMING_BYTES`] = 15,343). The reference has no protocol
 /// limit; its input box limits the length (see [`crate::outgoing`]).
 pub const MAX_TEXT_BYTES: usize = MAX_PACKET_PAYLOAD - CHAT_FRAMING_BYTES;
+/// Bytes `receipt_requested = true` adds to a chat packet: the 2-byte tag of field 1000 and the
+/// 1-byte value (the `Chat` and `Packet` lengths stay 2-byte varints up to [`MAX_TEXT_BYTES`]).
+pub const RECEIPT_FLAG_BYTES: usize = 3;
+/// Longest text (UTF-8 bytes) that can ask for a receipt and still fit one packet.
+pub const MAX_TEXT_BYTES_WITH_RECEIPT: usize = MAX_TEXT_BYTES - RECEIPT_FLAG_BYTES;
+/// Longest message id a receipt may carry: `"0x" + 40 hex digits + ":" + a timestamp` is about
+/// 60 bytes; anything much longer is not one of ours.
+pub const MAX_RECEIPT_ID_BYTES: usize = 128;
 
-/// `rfc4.Packet`, with only the `chat` and `chat_reaction` variants of its `message`.
+/// `rfc4.Packet`, with only the `chat` and `chat_reaction` variants of its `message`, and our
+/// `receipt` (see the module docs).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Packet {
-    #[prost(oneof = "PacketMessage", tags = "5, 15")]
+    #[prost(oneof = "PacketMessage", tags = "5, 15, 1001")]
     pub message: Option<PacketMessage>,
     #[prost(uint32, tag = "11")]
     pub protocol_version: u32,
@@ -49,6 +76,17 @@ pub enum PacketMessage {
     Chat(Chat),
     #[prost(message, tag = "15")]
     ChatReaction(ChatReaction),
+    /// Our extension (not in `@dcl/protocol`): the receiver confirms a message.
+    #[prost(message, tag = "1001")]
+    Receipt(Receipt),
+}
+
+/// Our extension: the confirmation that a message asking for one was shown.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Receipt {
+    /// The message confirmed: `"{its sender}:{its timestamp}"`, as [`crate::message_id`] forms it.
+    #[prost(string, tag = "1")]
+    pub message_id: String,
 }
 
 /// `rfc4.ChatReaction`.
@@ -74,6 +112,9 @@ pub struct Chat {
     pub timestamp: f64,
     #[prost(string, optional, tag = "3")]
     pub forwarded_from: Option<String>,
+    /// Our extension (not in `@dcl/protocol`): the sender asks for a [`Receipt`].
+    #[prost(bool, tag = "1000")]
+    pub receipt_requested: bool,
 }
 
 /// Why a payload is not a private message we accept.
@@ -93,13 +134,20 @@ pub enum PacketError {
     Unsupported,
     #[error("bad reaction: {0}")]
     BadReaction(#[from] crate::reaction::ReactionError),
+    #[error("a receipt whose message id is empty or over {MAX_RECEIPT_ID_BYTES} bytes")]
+    BadReceipt,
 }
 
 /// What a received payload holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
+    /// A message (from a reference client, or one of ours that asks no receipt).
     Message(ChatMessage),
+    /// A message whose sender asks for a receipt once it is shown.
+    MessageWithReceipt(ChatMessage),
     Reaction(crate::reaction::Reaction),
+    /// A receipt for the message with this id.
+    Receipt(String),
 }
 
 /// A decoded private message.
@@ -122,25 +170,60 @@ fn check_text(text: &str) -> Result<(), PacketError> {
     Ok(())
 }
 
-/// The payload for a private message sent at `now`.
+/// The payload for a private message sent at `now`, as the reference client sends it.
 pub fn encode(text: &str, now: SystemTime) -> Result<Vec<u8>, PacketError> {
+    encode_message(text, now, false).map(|(payload, _)| payload)
+}
+
+/// The payload for a private message sent at `now`, asking for a receipt if `want_receipt` and
+/// the text is at most [`MAX_TEXT_BYTES_WITH_RECEIPT`] bytes (longer ones would not fit one
+/// packet with the flag). The `bool` says whether the payload asks for a receipt.
+pub fn encode_message(
+    text: &str,
+    now: SystemTime,
+    want_receipt: bool,
+) -> Result<(Vec<u8>, bool), PacketError> {
     check_text(text)?;
-    Ok(Packet {
+    let receipt_requested = want_receipt && text.len() <= MAX_TEXT_BYTES_WITH_RECEIPT;
+    let payload = Packet {
         message: Some(PacketMessage::Chat(Chat {
             message: text.to_owned(),
             timestamp: ole::to_ole(now),
             forwarded_from: None,
+            receipt_requested,
+        })),
+        protocol_version: PROTOCOL_VERSION,
+    }
+    .encode_to_vec();
+    Ok((payload, receipt_requested))
+}
+
+/// The payload of a receipt for the message `message_id`.
+pub fn encode_receipt(message_id: &str) -> Result<Vec<u8>, PacketError> {
+    check_receipt_id(message_id)?;
+    Ok(Packet {
+        message: Some(PacketMessage::Receipt(Receipt {
+            message_id: message_id.to_owned(),
         })),
         protocol_version: PROTOCOL_VERSION,
     }
     .encode_to_vec())
 }
 
+fn check_receipt_id(id: &str) -> Result<(), PacketError> {
+    if id.is_empty() || id.len() > MAX_RECEIPT_ID_BYTES {
+        return Err(PacketError::BadReceipt);
+    }
+    Ok(())
+}
+
 /// The private message in a received payload.
 pub fn decode(payload: &[u8]) -> Result<ChatMessage, PacketError> {
     match decode_packet(payload)? {
         Some(PacketMessage::Chat(chat)) => chat_message(chat),
-        Some(PacketMessage::ChatReaction(_)) | None => Err(PacketError::NotChat),
+        Some(PacketMessage::ChatReaction(_) | PacketMessage::Receipt(_)) | None => {
+            Err(PacketError::NotChat)
+        }
     }
 }
 
@@ -158,17 +241,29 @@ pub fn encode_reaction(reaction: &crate::reaction::Reaction) -> Result<Vec<u8>, 
 pub fn decode_reaction(payload: &[u8]) -> Result<crate::reaction::Reaction, PacketError> {
     match decode_packet(payload)? {
         Some(PacketMessage::ChatReaction(r)) => Ok(crate::reaction::Reaction::from_wire(r)?),
-        Some(PacketMessage::Chat(_)) | None => Err(PacketError::Unsupported),
+        Some(PacketMessage::Chat(_) | PacketMessage::Receipt(_)) | None => {
+            Err(PacketError::Unsupported)
+        }
     }
 }
 
-/// A received payload: a private message or a reaction, each checked as [`decode`] and
-/// [`decode_reaction`] check it.
+/// A received payload: a private message, a reaction or a receipt, each checked as [`decode`],
+/// [`decode_reaction`] and [`encode_receipt`] check them.
 pub fn decode_payload(payload: &[u8]) -> Result<Payload, PacketError> {
     match decode_packet(payload)? {
-        Some(PacketMessage::Chat(chat)) => chat_message(chat).map(Payload::Message),
+        Some(PacketMessage::Chat(chat)) => {
+            if chat.receipt_requested {
+                chat_message(chat).map(Payload::MessageWithReceipt)
+            } else {
+                chat_message(chat).map(Payload::Message)
+            }
+        }
         Some(PacketMessage::ChatReaction(r)) => {
             Ok(Payload::Reaction(crate::reaction::Reaction::from_wire(r)?))
+        }
+        Some(PacketMessage::Receipt(r)) => {
+            check_receipt_id(&r.message_id)?;
+            Ok(Payload::Receipt(r.message_id))
         }
         None => Err(PacketError::Unsupported),
     }
@@ -222,6 +317,7 @@ mod tests {
                 message: "hi".into(),
                 timestamp: 45_000.0,
                 forwarded_from: None,
+                receipt_requested: false,
             })),
             protocol_version: 11,
         }
@@ -240,5 +336,50 @@ mod tests {
         }
         let m = decode(&weird_time.encode_to_vec()).expect("a NaN time is not fatal");
         assert_eq!(m.sent_at, None);
+    }
+
+    #[test]
+    fn a_receipt_request_and_a_receipt_round_trip() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_150_000);
+        let (plain, asked) = encode_message("hola", now, false).expect("encode");
+        assert!(!asked);
+        assert_eq!(plain, encode("hola", now).expect("encode"));
+        let (with, asked) = encode_message("hola", now, true).expect("encode");
+        assert!(asked);
+        assert_eq!(with.len(), plain.len() + RECEIPT_FLAG_BYTES);
+        let Ok(Payload::MessageWithReceipt(m)) = decode_payload(&with) else {
+            panic!("a message asking for a receipt")
+        };
+        assert_eq!((m.text.as_str(), m.timestamp), ("hola", ole::to_ole(now)));
+        // Read as a message only, it is the same message.
+        assert_eq!(decode(&with).expect("decode"), m);
+        assert!(matches!(decode_payload(&plain), Ok(Payload::Message(_))));
+
+        let id = crate::message_id("0xAbC", m.timestamp);
+        let receipt = encode_receipt(&id).expect("receipt");
+        assert_eq!(decode_payload(&receipt), Ok(Payload::Receipt(id)));
+        assert_eq!(decode(&receipt), Err(PacketError::NotChat));
+        assert_eq!(encode_receipt(""), Err(PacketError::BadReceipt));
+        let long = "x".repeat(MAX_RECEIPT_ID_BYTES + 1);
+        assert_eq!(encode_receipt(&long), Err(PacketError::BadReceipt));
+        let forged = Packet {
+            message: Some(PacketMessage::Receipt(Receipt { message_id: long })),
+            protocol_version: PROTOCOL_VERSION,
+        }
+        .encode_to_vec();
+        assert_eq!(decode_payload(&forged), Err(PacketError::BadReceipt));
+    }
+
+    #[test]
+    fn the_longest_texts_go_without_a_receipt_request() {
+        let now = SystemTime::now();
+        let fits = "x".repeat(MAX_TEXT_BYTES_WITH_RECEIPT);
+        let (p, asked) = encode_message(&fits, now, true).expect("encode");
+        assert!(asked);
+        assert_eq!(p.len(), MAX_PACKET_PAYLOAD);
+        let over = "x".repeat(MAX_TEXT_BYTES_WITH_RECEIPT + 1);
+        let (p, asked) = encode_message(&over, now, true).expect("encode");
+        assert!(!asked);
+        assert!(p.len() <= MAX_PACKET_PAYLOAD);
     }
 }
