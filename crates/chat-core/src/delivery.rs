@@ -20,7 +20,8 @@
 //! While a message waits, it is sent again (the same payload, so the same timestamp and the
 //! same message id) when the room reconnected or after [`DeliveryConfig::resend_interval`]
 //! without a receipt, at most [`DeliveryConfig::max_resends`] times, only while the room is
-//! connected. Our receivers remember the ids of the messages they showed ([`SeenMessages`]):
+//! connected (the SDK also waits until the peer is back in the room: a resend counts only once
+//! it left, see [`Deliveries::resent`]). Our receivers remember the ids of the messages they showed ([`SeenMessages`]):
 //! a repeat is not shown again, only confirmed again. The reference client has no such memory
 //! and would show a repeat twice, so a message is resent only to a peer **known to speak
 //! receipts** (it sent us a receipt, or a message asking for one); to any other peer it is
@@ -252,7 +253,9 @@ impl Deliveries {
     }
 
     /// The outcomes decided by `now` (given up at the deadline, or over the bound), and what
-    /// to send again now if `connected` (counted as sent now).
+    /// is due to be sent again if `connected`. A resend counts once the caller sent it
+    /// ([`Deliveries::resent`]): it may hold one back, e.g. while the peer is not in the room,
+    /// and it is offered again at the next poll.
     pub fn poll(&mut self, now: Instant, connected: bool) -> (Vec<Outcome>, Vec<Resend>) {
         let mut outcomes: Vec<Outcome> = self.ready.drain(..).collect();
         let deadline = self.config.deadline;
@@ -286,13 +289,10 @@ impl Deliveries {
         }
         let mut resends = Vec::new();
         if connected {
-            for (id, p) in &mut self.pending {
+            for (id, p) in &self.pending {
                 let due = p.resend_now
                     || now.saturating_duration_since(p.last_sent) >= self.config.resend_interval;
                 if due && p.resends < self.config.max_resends && self.peers.contains(&p.to) {
-                    p.resends += 1;
-                    p.last_sent = now;
-                    p.resend_now = false;
                     resends.push(Resend {
                         id: id.clone(),
                         to: p.to.clone(),
@@ -302,6 +302,17 @@ impl Deliveries {
             }
         }
         (outcomes, resends)
+    }
+}
+
+impl Deliveries {
+    /// `id` was sent again at `now` (one of the resends [`Deliveries::poll`] offered).
+    pub fn resent(&mut self, id: &str, now: Instant) {
+        if let Some(p) = self.pending.get_mut(id) {
+            p.resends += 1;
+            p.last_sent = now;
+            p.resend_now = false;
+        }
     }
 }
 
@@ -411,6 +422,15 @@ mod tests {
     const BOB: &str = "0x2222222222222222222222222222222222222222";
     const CAROL: &str = "0x3333333333333333333333333333333333333333";
 
+    /// Polls and sends every resend offered.
+    fn poll_all(d: &mut Deliveries, now: Instant, connected: bool) -> (Vec<Outcome>, Vec<Resend>) {
+        let (outcomes, resends) = d.poll(now, connected);
+        for r in &resends {
+            d.resent(&r.id, now);
+        }
+        (outcomes, resends)
+    }
+
     fn config() -> DeliveryConfig {
         DeliveryConfig {
             deadline: Duration::from_secs(10),
@@ -435,7 +455,7 @@ mod tests {
             })
         );
         assert_eq!(d.confirm(BOB, "m1"), None, "only once");
-        let (outcomes, resends) = d.poll(t + Duration::from_secs(60), true);
+        let (outcomes, resends) = poll_all(&mut d, t + Duration::from_secs(60), true);
         assert!(outcomes.is_empty() && resends.is_empty());
         assert_eq!(d.pending(), 0);
     }
@@ -449,9 +469,11 @@ mod tests {
         d.peer_speaks_receipts(BOB);
         assert!(d.speaks_receipts(BOB) && !d.speaks_receipts(CAROL));
         // Not due yet; then due, but not while disconnected.
-        assert_eq!(d.poll(t + Duration::from_secs(1), true).1, vec![]);
-        assert_eq!(d.poll(t + Duration::from_secs(2), false).1, vec![]);
-        let (_, resends) = d.poll(t + Duration::from_secs(2), true);
+        assert_eq!(poll_all(&mut d, t + Duration::from_secs(1), true).1, vec![]);
+        assert_eq!(poll_all(&mut d, t + Duration::from_secs(2), false).1, vec![]);
+        // Offered until sent.
+        assert_eq!(d.poll(t + Duration::from_secs(2), true).1.len(), 1);
+        let (_, resends) = poll_all(&mut d, t + Duration::from_secs(2), true);
         assert_eq!(
             resends,
             vec![Resend {
@@ -462,12 +484,12 @@ mod tests {
         );
         // A reconnection makes it due at once; the resends are bounded.
         d.reconnected();
-        assert_eq!(d.poll(t + Duration::from_millis(2_100), true).1.len(), 1);
+        assert_eq!(poll_all(&mut d, t + Duration::from_millis(2_100), true).1.len(), 1);
         d.reconnected();
-        assert_eq!(d.poll(t + Duration::from_millis(2_200), true).1, vec![]);
-        assert_eq!(d.poll(t + Duration::from_secs(8), true).1, vec![]);
+        assert_eq!(poll_all(&mut d, t + Duration::from_millis(2_200), true).1, vec![]);
+        assert_eq!(poll_all(&mut d, t + Duration::from_secs(8), true).1, vec![]);
         // At the deadline, each gets its one outcome, with the reason.
-        let (outcomes, _) = d.poll(t + Duration::from_secs(10), true);
+        let (outcomes, _) = poll_all(&mut d, t + Duration::from_secs(10), true);
         assert_eq!(outcomes.len(), 2);
         assert!(outcomes.iter().any(|o| matches!(o,
             Outcome::NotDelivered { id, reason: Unconfirmed::NoReceipt { resends: 2, .. }, .. } if id == "to-bob")));
@@ -485,7 +507,7 @@ mod tests {
             d.track(&format!("m{i}"), BOB, vec![], t + Duration::from_millis(i));
         }
         assert_eq!(d.pending(), 3);
-        let (outcomes, _) = d.poll(t + Duration::from_millis(10), true);
+        let (outcomes, _) = poll_all(&mut d, t + Duration::from_millis(10), true);
         let given_up: Vec<&str> = outcomes
             .iter()
             .map(|o| match o {
@@ -514,7 +536,7 @@ mod tests {
         let mut d = Deliveries::new(config());
         d.track("m1", BOB, vec![], t);
         d.forget("m1");
-        let (outcomes, _) = d.poll(t + Duration::from_secs(60), true);
+        let (outcomes, _) = poll_all(&mut d, t + Duration::from_secs(60), true);
         assert!(outcomes.is_empty());
     }
 

@@ -83,6 +83,13 @@ impl System {
         self.social.restart().await;
     }
 
+    /// Another instance of the social service on the same database, with a bus of its own (no
+    /// Redis): what one instance's clients do is not pushed to the other's. For tests whose
+    /// players must not learn something at once (e.g. a block).
+    pub async fn separate_social(&self) -> TestSocial {
+        TestSocial::start(self.social.config.clone()).await
+    }
+
     /// The SDK configuration for this system.
     pub fn config(&self) -> PrivateChatConfig {
         PrivateChatConfig::new(&self.gatekeeper, &self.social_ws)

@@ -141,3 +141,44 @@ async fn reactions_go_both_ways_with_the_official_codec() {
         assert_eq!(decoded["reaction"]["address"], json!(bob.address));
     }
 }
+
+/// Our messages ask for a delivery receipt (a field the official codec does not know); the
+/// official side still reads the same chat, is sent it once (it never showed that it speaks
+/// receipts, so nothing is resent), and our sender is told delivery could not be confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_asking_for_a_receipt_reads_as_the_reference_chat_and_is_sent_once() {
+    let system = System::start().await;
+    let (mut sdk, receiver) = official(&system).await;
+    let mut config = system.config();
+    config.delivery.deadline = Duration::from_secs(4);
+    config.delivery.resend_interval = Duration::from_secs(1);
+    let mut alice = system.player_with(config).await;
+    alice
+        .expect_state(&receiver, chat_core::RecipientState::Connected)
+        .await;
+    let sent = alice.chat.send(&receiver, "confirm me").await.expect("sent");
+    let line = parse(&sdk.wait_for("\"data\"", LIMIT).await.expect("data"));
+    let decoded =
+        parse(&official_codec(&["decode", line["payloadHex"].as_str().expect("hex")]).await);
+    assert_eq!(decoded["case"], json!("chat"), "{decoded}");
+    assert_eq!(decoded["message"], json!("confirm me"));
+    assert_eq!(decoded["timestamp"], json!(sent.timestamp));
+    assert_eq!(decoded["protocolVersion"], json!(100));
+
+    let outcome = alice
+        .expect("the outcome", |e| {
+            matches!(
+                e,
+                ChatEvent::Delivered { .. } | ChatEvent::NotDelivered { .. }
+            )
+        })
+        .await;
+    assert!(
+        matches!(&outcome, ChatEvent::NotDelivered { id, reason: chat_core::Unconfirmed::PeerSendsNoReceipts { .. }, .. } if *id == sent.id),
+        "{outcome:?}"
+    );
+    assert!(
+        sdk.wait_for("\"data\"", Duration::from_secs(1)).await.is_err(),
+        "sent once"
+    );
+}

@@ -22,22 +22,44 @@
 //! [`PrivateChatConfig::max_chars`] characters), the recipient's state (it must be
 //! [`RecipientState::Connected`]; otherwise nothing is sent and the error names the state), then
 //! sends on the reliable data channel (the participant first waits until the room has announced
-//! us, so the receiver knows who wrote). The answer is the delivery status: `Ok` = on the data
-//! channel, `Err` = not sent, with why.
+//! us, so the receiver knows who wrote). The answer says whether it left: `Err` = certainly not
+//! sent, with why; `Ok` = on the data channel.
+//!
+//! ## Delivery: every message sent ends Delivered or NotDelivered
+//!
+//! On the data channel is not arrived: if the LiveKit node dies with the packet in flight, it is
+//! gone. So every message asks for a receipt (our extension of the packet, ignored by the
+//! reference client: [`chat_core::packet`]), and after `Ok` exactly one outcome event follows
+//! for it: [`ChatEvent::Delivered`] when the recipient's client confirmed that it showed the
+//! message, or [`ChatEvent::NotDelivered`] with the reason when no receipt came within
+//! [`chat_core::DeliveryConfig::deadline`] (default 10 s; the message may still have arrived).
+//! Meanwhile the message is sent again (same payload, same id) after a room reconnection or
+//! every [`chat_core::DeliveryConfig::resend_interval`] (2 s), at most
+//! [`chat_core::DeliveryConfig::max_resends`] (3) times, while the room is connected and the
+//! peer is in it, but only to peers known to speak receipts, so that a reference client never shows a message twice.
+//! Our receivers send a receipt only for a message they accepted and emitted (never for a
+//! dropped one), remember what they showed, and confirm a repeat again without showing it
+//! ([`DropReason`] `duplicate-message`). The timestamps of one `PrivateChat`'s messages are kept
+//! 1 ms apart, so that no two of its messages share an id. The rules and bounds (4,096 messages
+//! waiting, then the oldest is given up): [`chat_core::delivery`]; the settings:
+//! [`PrivateChatConfig::delivery`].
 //!
 //! ## Bounds
 //!
 //! Events wait for the application in a channel of [`PrivateChatConfig::event_capacity`]; when
 //! the application reads too slowly the internal task waits, so the room's own bounded queue
 //! fills and then drops (reported as [`ChatEvent::Lagged`]). Held packets: see above. Watched
-//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations.
+//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations. Messages
+//! waiting for a receipt: [`chat_core::DeliveryConfig::max_pending`]; checked every
+//! [`DELIVERY_TICK`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use chat_core::{
-    Accepted, ChatMessage, Filter, RateLimit, Reaction, RecipientState, SendRules, SocialView,
+    Accepted, ChatMessage, Deliveries, DeliveryConfig, Filter, Outcome, RateLimit, Reaction,
+    RecipientState, SendRules, SocialView, Unconfirmed,
 };
 use livekit_participant::{
     ConnectError, ConnectionState, Event, Events, IncomingPacket, Options, Participant, Reliability,
@@ -53,6 +75,8 @@ use crate::social::{
 
 /// Most conversations watched at once (beyond the friends).
 pub const MAX_OPEN_CONVERSATIONS: usize = 1_000;
+/// How often messages waiting for a receipt are checked (resent, or given up at the deadline).
+pub const DELIVERY_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 pub use chat_core::outgoing::{DEFAULT_MAX_CHARS, MAX_CHARS_LIMIT};
 
 /// How to connect, and the client's limits.
@@ -74,6 +98,9 @@ pub struct PrivateChatConfig {
     pub event_capacity: usize,
     /// The room connection's options.
     pub room: Options,
+    /// Delivery receipts: how long to wait, how often to resend, how many may wait (default
+    /// [`DeliveryConfig::default`]: 10 s, every 2 s, 3 times, 4,096).
+    pub delivery: DeliveryConfig,
 }
 
 impl PrivateChatConfig {
@@ -86,6 +113,7 @@ impl PrivateChatConfig {
             held_packets: 1_024,
             event_capacity: 1_024,
             room: Options::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -115,6 +143,7 @@ impl DropReason {
                 D::NotAFriend => "not-a-friend",
                 D::RateLimited => "rate-limited",
                 D::DuplicateReaction => "duplicate-reaction",
+                D::DuplicateMessage { .. } => "duplicate-message",
                 D::Packet(_) => "bad-packet",
             },
         }
@@ -159,6 +188,15 @@ pub enum ChatEvent {
         from: String,
         message: ChatMessage,
         id: String,
+    },
+    /// The recipient's client confirmed that it showed my message `id` ([`Sent::id`]).
+    Delivered { id: String, to: String },
+    /// No confirmation that my message `id` ([`Sent::id`]) was shown, and why (see the module
+    /// docs). It may still have arrived: only the confirmation is missing.
+    NotDelivered {
+        id: String,
+        to: String,
+        reason: Unconfirmed,
     },
     /// A reaction to show: `from` added (or, with `reaction.removal`, took back) an emoji on the
     /// message `reaction.message_id`.
@@ -317,6 +355,10 @@ struct Inner {
     social: SocialSession,
     state: Mutex<State>,
     rules: SendRules,
+    /// My messages waiting for a receipt.
+    deliveries: Mutex<Deliveries>,
+    /// When my last message was sent (the next one is at least 1 ms later: distinct ids).
+    last_sent_at: Mutex<SystemTime>,
 }
 
 /// A player's private chat: room + social service, one event stream.
@@ -347,6 +389,33 @@ impl ChatEvents {
             .ok()
             .flatten()
     }
+}
+
+fn deliveries(inner: &Inner) -> std::sync::MutexGuard<'_, Deliveries> {
+    inner
+        .deliveries
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sends `payload` reliably to `to` (topic and destination) without holding up the caller: for
+/// receipts and resends, whose failure the delivery rules already cover (a lost receipt means
+/// a resend or a NotDelivered).
+fn send_detached(inner: Arc<Inner>, to: String, payload: Vec<u8>) {
+    tokio::spawn(async move {
+        if let Err(e) = inner
+            .room
+            .send(
+                &payload,
+                std::slice::from_ref(&to),
+                Some(&to),
+                Reliability::Reliable,
+            )
+            .await
+        {
+            tracing::debug!(%to, error = %e, "a receipt or resend did not leave");
+        }
+    });
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -386,6 +455,8 @@ impl PrivateChat {
                 drops: HashMap::new(),
             }),
             rules,
+            deliveries: Mutex::new(Deliveries::new(config.delivery)),
+            last_sent_at: Mutex::new(SystemTime::UNIX_EPOCH),
         });
         let worker = Worker {
             inner: Arc::downgrade(&inner),
@@ -454,7 +525,7 @@ impl PrivateChat {
     }
 
     /// Sends `text` to `to` (see the module docs for the checks). `Ok` once it is on the data
-    /// channel.
+    /// channel; then one [`ChatEvent::Delivered`] or [`ChatEvent::NotDelivered`] follows for it.
     pub async fn send(&self, to: &str, text: &str) -> Result<Sent, NotSent> {
         let checked = self
             .inner
@@ -465,20 +536,45 @@ impl PrivateChat {
         if state != RecipientState::Connected {
             return Err(NotSent::Recipient { to: checked, state });
         }
-        let at = SystemTime::now();
-        let out = self
+        let at = {
+            let mut last = self
+                .inner
+                .last_sent_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // OLE timestamps have whole milliseconds: keep mine apart, so that ids are unique.
+            *last = SystemTime::now().max(*last + std::time::Duration::from_millis(1));
+            *last
+        };
+        let (out, asked) = self
             .inner
             .rules
-            .message(&checked, text, at)
+            .message_asking_receipt(&checked, text, at)
             .map_err(|e| not_sent(e, to))?;
-        self.put(&out).await?;
         let timestamp = chat_core::ole::to_ole(at);
+        let id = message_id(&self.inner.me, timestamp);
+        // Waiting before it leaves, so that a fast receipt finds it.
+        if asked {
+            deliveries(&self.inner).track(&id, &out.to, out.payload.clone(), Instant::now());
+        }
+        if let Err(e) = self.put(&out).await {
+            deliveries(&self.inner).forget(&id);
+            return Err(e);
+        }
+        if !asked {
+            deliveries(&self.inner).unconfirmable(&id, &out.to);
+        }
         Ok(Sent {
-            id: message_id(&self.inner.me, timestamp),
+            id,
             to: out.to,
             at,
             timestamp,
         })
+    }
+
+    /// My messages waiting for a receipt now.
+    pub fn pending_deliveries(&self) -> usize {
+        deliveries(&self.inner).pending()
     }
 
     /// Reacts to the message `message_id` of the conversation with `to` with the emoji at
@@ -577,6 +673,22 @@ async fn recipient_state(inner: &Inner, peer: &str) -> RecipientState {
     )
 }
 
+/// Confirms the message `id` to its sender `to`.
+fn send_receipt(inner: &Arc<Inner>, to: String, id: &str) {
+    match chat_core::packet::encode_receipt(id) {
+        Ok(payload) => send_detached(inner.clone(), to, payload),
+        // Our own filter formed the id; it always fits.
+        Err(e) => tracing::warn!(%id, error = %e, "cannot encode a receipt"),
+    }
+}
+
+fn outcome_event(outcome: Outcome) -> ChatEvent {
+    match outcome {
+        Outcome::Delivered { id, to } => ChatEvent::Delivered { id, to },
+        Outcome::NotDelivered { id, to, reason } => ChatEvent::NotDelivered { id, to, reason },
+    }
+}
+
 /// The task that merges the room's and the social service's events into [`ChatEvent`]s.
 struct Worker {
     inner: std::sync::Weak<Inner>,
@@ -592,8 +704,11 @@ struct Worker {
 impl Worker {
     async fn run(mut self, mut room: Events, mut social: mpsc::Receiver<SessionEvent>) {
         let mut social_open = true;
+        let mut tick = tokio::time::interval(DELIVERY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = tick.tick() => self.on_tick().await,
                 event = room.recv() => match event {
                     Some(e) => self.on_room(e).await,
                     None => return,
@@ -609,8 +724,32 @@ impl Worker {
         }
     }
 
-    async fn emit(&self, event: ChatEvent) {
-        let _ = self.tx.send(event).await;
+    /// Sends `event` to the application; `false` if it is gone.
+    async fn emit(&self, event: ChatEvent) -> bool {
+        self.tx.send(event).await.is_ok()
+    }
+
+    /// Resends what is due and reports what was given up.
+    async fn on_tick(&mut self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let connected = inner.room.state() == ConnectionState::Connected;
+        let now = Instant::now();
+        let (outcomes, resends) = deliveries(&inner).poll(now, connected);
+        for resend in resends {
+            // Only to a peer in the room: LiveKit drops a packet for an absent identity, and
+            // after a reconnection the peer may not be back yet.
+            if inner.room.participant(&resend.to).await.is_none() {
+                continue;
+            }
+            tracing::debug!(id = %resend.id, to = %resend.to, "no receipt yet: sending again");
+            deliveries(&inner).resent(&resend.id, now);
+            send_detached(inner.clone(), resend.to, resend.payload);
+        }
+        for outcome in outcomes {
+            self.emit(outcome_event(outcome)).await;
+        }
     }
 
     async fn on_room(&mut self, event: Event) {
@@ -646,6 +785,10 @@ impl Worker {
                     .await;
             }
             Event::ConnectionStateChanged(state) => {
+                if state == ConnectionState::Connected {
+                    // What was in flight may be lost: resend what waits for a receipt.
+                    deliveries(&inner).reconnected();
+                }
                 self.emit(ChatEvent::RoomState(state)).await;
                 self.update_states(&inner, None).await;
             }
@@ -657,7 +800,7 @@ impl Worker {
         }
     }
 
-    async fn judge(&mut self, inner: &Inner, packet: IncomingPacket) {
+    async fn judge(&mut self, inner: &Arc<Inner>, packet: IncomingPacket) {
         let view = lock(&inner.state).filter_view(&inner.me);
         let Some(view) = view else {
             return;
@@ -671,10 +814,34 @@ impl Worker {
                 let id = message_id(&from, message.timestamp);
                 self.emit(ChatEvent::Message { from, message, id }).await;
             }
+            Ok(Accepted::MessageWithReceipt { message, id }) => {
+                deliveries(inner).peer_speaks_receipts(&from);
+                let emitted = self
+                    .emit(ChatEvent::Message {
+                        from: from.clone(),
+                        message,
+                        id: id.clone(),
+                    })
+                    .await;
+                // Confirmed only once it is in the application's hands.
+                if emitted {
+                    send_receipt(inner, from, &id);
+                }
+            }
             Ok(Accepted::Reaction(reaction)) => {
                 self.emit(ChatEvent::Reaction { from, reaction }).await;
             }
+            Ok(Accepted::Receipt { message_id }) => {
+                let outcome = deliveries(inner).confirm(&from, &message_id);
+                if let Some(outcome) = outcome {
+                    self.emit(outcome_event(outcome)).await;
+                }
+            }
             Err(reason) => {
+                if let chat_core::Rejected::DuplicateMessage { id } = &reason {
+                    // Shown before: the sender missed our receipt, so confirm it again.
+                    send_receipt(inner, from.clone(), id);
+                }
                 let reason = DropReason::Filter(reason);
                 let count = lock(&inner.state).count_drop(&reason);
                 self.emit(ChatEvent::Dropped {

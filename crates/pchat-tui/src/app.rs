@@ -887,6 +887,11 @@ impl App {
             ChatEvent::SocialState(s) => self.social = s,
             ChatEvent::FilterFailClosed(b) => self.fail_closed = b,
             ChatEvent::Lagged { dropped } => self.lagged = self.lagged.saturating_add(dropped),
+            // Sent (✓) already says it left; a confirmation needs no line.
+            ChatEvent::Delivered { .. } => {}
+            ChatEvent::NotDelivered { to, reason, .. } => {
+                self.info(format!("a message to {to} was not confirmed: {reason}"));
+            }
         }
         Vec::new()
     }
