@@ -470,7 +470,10 @@ mod tests {
         assert!(d.speaks_receipts(BOB) && !d.speaks_receipts(CAROL));
         // Not due yet; then due, but not while disconnected.
         assert_eq!(poll_all(&mut d, t + Duration::from_secs(1), true).1, vec![]);
-        assert_eq!(poll_all(&mut d, t + Duration::from_secs(2), false).1, vec![]);
+        assert_eq!(
+            poll_all(&mut d, t + Duration::from_secs(2), false).1,
+            vec![]
+        );
         // Offered until sent.
         assert_eq!(d.poll(t + Duration::from_secs(2), true).1.len(), 1);
         let (_, resends) = poll_all(&mut d, t + Duration::from_secs(2), true);
@@ -484,9 +487,17 @@ mod tests {
         );
         // A reconnection makes it due at once; the resends are bounded.
         d.reconnected();
-        assert_eq!(poll_all(&mut d, t + Duration::from_millis(2_100), true).1.len(), 1);
+        assert_eq!(
+            poll_all(&mut d, t + Duration::from_millis(2_100), true)
+                .1
+                .len(),
+            1
+        );
         d.reconnected();
-        assert_eq!(poll_all(&mut d, t + Duration::from_millis(2_200), true).1, vec![]);
+        assert_eq!(
+            poll_all(&mut d, t + Duration::from_millis(2_200), true).1,
+            vec![]
+        );
         assert_eq!(poll_all(&mut d, t + Duration::from_secs(8), true).1, vec![]);
         // At the deadline, each gets its one outcome, with the reason.
         let (outcomes, _) = poll_all(&mut d, t + Duration::from_secs(10), true);

@@ -127,10 +127,15 @@ pub const MAX_TRACKED_SENDERS: usize = 10_000;
 pub enum Accepted {
     Message(ChatMessage),
     /// A message whose sender asks for a receipt once it is shown (id: [`crate::message_id`]).
-    MessageWithReceipt { message: ChatMessage, id: String },
+    MessageWithReceipt {
+        message: ChatMessage,
+        id: String,
+    },
     Reaction(Reaction),
     /// A receipt from the sender for the message `message_id` (see the module docs).
-    Receipt { message_id: String },
+    Receipt {
+        message_id: String,
+    },
 }
 
 /// The receive filter (it keeps the rate limits' and the reaction memory's state).

@@ -30,7 +30,7 @@ pub mod packet;
 pub mod reaction;
 pub mod recipient;
 
-pub use delivery::{DeliveryConfig, Deliveries, Outcome, SeenMessages, Unconfirmed};
+pub use delivery::{Deliveries, DeliveryConfig, Outcome, SeenMessages, Unconfirmed};
 pub use drops::{DropCounter, DropKind, DropSummary};
 pub use filter::{Accepted, Filter, Incoming, RateLimit, Rejected, SocialView};
 pub use outgoing::{Outgoing, SendError, SendRules};

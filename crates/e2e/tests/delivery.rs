@@ -93,7 +93,11 @@ async fn a_message_the_receivers_filter_drops_is_not_delivered() {
     let outcome = alice.expect("the first outcome", is_outcome).await;
     assert!(matches!(outcome, ChatEvent::Delivered { id, .. } if id == first.id));
 
-    bob.chat.social().block(&alice.address).await.expect("block");
+    bob.chat
+        .social()
+        .block(&alice.address)
+        .await
+        .expect("block");
     let deadline = tokio::time::Instant::now() + LIMIT;
     while !bob
         .chat
@@ -178,7 +182,10 @@ async fn a_resent_message_is_confirmed_again_but_shown_once() {
             Some(Event::Data(p)) => {
                 assert_eq!(p.sender, bob.address);
                 assert_eq!(p.topic.as_deref(), Some(carol_address.as_str()));
-                assert_eq!(packet::decode_payload(&p.payload), Ok(Payload::Receipt(id.clone())));
+                assert_eq!(
+                    packet::decode_payload(&p.payload),
+                    Ok(Payload::Receipt(id.clone()))
+                );
                 receipts += 1;
             }
             Some(_) => {}
@@ -186,10 +193,9 @@ async fn a_resent_message_is_confirmed_again_but_shown_once() {
         }
     }
     let again = bob
-        .collect_for(
-            Duration::from_secs(1),
-            |e| matches!(e, ChatEvent::Message { .. }),
-        )
+        .collect_for(Duration::from_secs(1), |e| {
+            matches!(e, ChatEvent::Message { .. })
+        })
         .await;
     assert!(again.is_empty(), "shown once: {again:?}");
     assert_eq!(bob.chat.drops().get("duplicate-message"), Some(&2));
@@ -211,9 +217,16 @@ async fn messages_in_flight_when_livekit_dies_arrive_once_or_are_reported() {
         .expect_state(&bob.address, RecipientState::Connected)
         .await;
     // Bob is known to speak receipts from here on.
-    alice.chat.send(&bob.address, "warm-up").await.expect("sent");
+    alice
+        .chat
+        .send(&bob.address, "warm-up")
+        .await
+        .expect("sent");
     let outcome = alice.expect("the warm-up outcome", is_outcome).await;
-    assert!(matches!(outcome, ChatEvent::Delivered { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, ChatEvent::Delivered { .. }),
+        "{outcome:?}"
+    );
 
     let mut sent: HashMap<String, String> = HashMap::new(); // id → text
     let mut sent_at: Vec<std::time::Instant> = Vec::new();
@@ -262,8 +275,14 @@ async fn messages_in_flight_when_livekit_dies_arrive_once_or_are_reported() {
     let mut outcome_of: HashMap<String, ChatEvent> = HashMap::new();
     for o in outcomes {
         let id = outcome_id(&o).expect("an outcome").to_owned();
-        assert!(sent.contains_key(&id), "an outcome for a message not sent: {o:?}");
-        assert!(outcome_of.insert(id, o.clone()).is_none(), "two outcomes: {o:?}");
+        assert!(
+            sent.contains_key(&id),
+            "an outcome for a message not sent: {o:?}"
+        );
+        assert!(
+            outcome_of.insert(id, o.clone()).is_none(),
+            "two outcomes: {o:?}"
+        );
     }
     let mut shown_count: HashMap<String, usize> = HashMap::new();
     for m in shown {

@@ -156,7 +156,11 @@ async fn a_message_asking_for_a_receipt_reads_as_the_reference_chat_and_is_sent_
     alice
         .expect_state(&receiver, chat_core::RecipientState::Connected)
         .await;
-    let sent = alice.chat.send(&receiver, "confirm me").await.expect("sent");
+    let sent = alice
+        .chat
+        .send(&receiver, "confirm me")
+        .await
+        .expect("sent");
     let line = parse(&sdk.wait_for("\"data\"", LIMIT).await.expect("data"));
     let decoded =
         parse(&official_codec(&["decode", line["payloadHex"].as_str().expect("hex")]).await);
@@ -178,7 +182,9 @@ async fn a_message_asking_for_a_receipt_reads_as_the_reference_chat_and_is_sent_
         "{outcome:?}"
     );
     assert!(
-        sdk.wait_for("\"data\"", Duration::from_secs(1)).await.is_err(),
+        sdk.wait_for("\"data\"", Duration::from_secs(1))
+            .await
+            .is_err(),
         "sent once"
     );
 }

@@ -36,8 +36,8 @@
 //! Meanwhile the message is sent again (same payload, same id) after a room reconnection or
 //! every [`chat_core::DeliveryConfig::resend_interval`] (2 s), at most
 //! [`chat_core::DeliveryConfig::max_resends`] (3) times, while the room is connected and the
-//! peer is in it, but only to peers known to speak receipts, so that a reference client never shows a message twice.
-//! Our receivers send a receipt only for a message they accepted and emitted (never for a
+//! peer is in it, but only to peers known to speak receipts, so that a reference client never
+//! shows a message twice. Our receivers send a receipt only for a message they accepted and emitted (never for a
 //! dropped one), remember what they showed, and confirm a repeat again without showing it
 //! ([`DropReason`] `duplicate-message`). The timestamps of one `PrivateChat`'s messages are kept
 //! 1 ms apart, so that no two of its messages share an id. The rules and bounds (4,096 messages
@@ -190,7 +190,10 @@ pub enum ChatEvent {
         id: String,
     },
     /// The recipient's client confirmed that it showed my message `id` ([`Sent::id`]).
-    Delivered { id: String, to: String },
+    Delivered {
+        id: String,
+        to: String,
+    },
     /// No confirmation that my message `id` ([`Sent::id`]) was shown, and why (see the module
     /// docs). It may still have arrived: only the confirmation is missing.
     NotDelivered {
