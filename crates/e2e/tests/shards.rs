@@ -186,7 +186,7 @@ async fn a_reference_client_reaches_a_player_homed_elsewhere_once_it_has_written
     reference
         .send(
             &payload,
-            &[p_addr.clone()],
+            std::slice::from_ref(&p_addr),
             Some(&p_addr),
             Reliability::Reliable,
         )

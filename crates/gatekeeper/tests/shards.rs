@@ -227,7 +227,7 @@ async fn the_privacy_patch_reaches_every_room_the_user_is_in() {
     let (s, b) = patch_privacy(
         &gk.url(""),
         &me,
-        &format!(r#"{{"private_messages_privacy":"only_friends"}}"#),
+        r#"{"private_messages_privacy":"only_friends"}"#,
         Some(AUTH_TOKEN),
     )
     .await;
