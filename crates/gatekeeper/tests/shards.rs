@@ -224,13 +224,7 @@ async fn the_privacy_patch_reaches_every_room_the_user_is_in() {
     );
 
     // One PATCH: both rooms change; not being in rooms 1 and 3 is no error.
-    let (s, b) = patch_privacy(
-        &gk.url(""),
-        &me,
-        r#"{"private_messages_privacy":"only_friends"}"#,
-        Some(AUTH_TOKEN),
-    )
-    .await;
+    let (s, b) = set_privacy(&gk, &me, "only_friends").await;
     assert_eq!(s, 204, "{b}");
     for room in ["private-messages", "private-messages-2"] {
         assert_eq!(
@@ -243,13 +237,7 @@ async fn the_privacy_patch_reaches_every_room_the_user_is_in() {
 
     // In no room at all: the reference's answer.
     let absent = authchain::Wallet::random().address().to_lower_hex();
-    let (s, b) = patch_privacy(
-        &gk.url(""),
-        &absent,
-        r#"{"private_messages_privacy":"all"}"#,
-        Some(AUTH_TOKEN),
-    )
-    .await;
+    let (s, b) = set_privacy(&gk, &absent, "all").await;
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["message"], "Participant is not connected to the room");
 
@@ -325,13 +313,7 @@ async fn the_patch_asks_every_room_once_and_a_failure_anywhere_is_reported() {
         );
         c.room_shards = 4;
         let gk = start(Builder::new(c).room_service(rooms.clone())).await;
-        let (s, b) = patch_privacy(
-            &gk.url(""),
-            "0x23c86705dd3a3855d939322c53379d42a4e365ee",
-            r#"{"private_messages_privacy":"all"}"#,
-            Some(AUTH_TOKEN),
-        )
-        .await;
+        let (s, b) = set_privacy(&gk, "0x23c86705dd3a3855d939322c53379d42a4e365ee", "all").await;
         assert_eq!(s, want, "found {found:?}, down {down:?}: {b}");
         let mut asked = rooms.asked.lock().expect("lock").clone();
         asked.sort();
