@@ -258,9 +258,11 @@ pub struct Rooms {
     tokens: GatekeeperTokens,
     options: Options,
     set: Mutex<RoomSet>,
-    /// Joined rooms other than home. An async lock: it is held while a room is joined, so two
-    /// callers never join the same room twice.
-    extra: tokio::sync::Mutex<HashMap<u32, Joined>>,
+    /// Joined rooms other than home. Never held across an await, so looking a peer up never
+    /// waits for a join.
+    extra: Mutex<HashMap<u32, Joined>>,
+    /// Held while rooms are joined or left, so two callers never join the same room twice.
+    changing: tokio::sync::Mutex<()>,
     events: mpsc::Sender<RoomEvent>,
 }
 
@@ -301,8 +303,8 @@ impl TokenSource for HomeTokens {
     }
 }
 
-fn lock(set: &Mutex<RoomSet>) -> std::sync::MutexGuard<'_, RoomSet> {
-    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Rooms {
@@ -332,13 +334,13 @@ impl Rooms {
             tokens,
             options,
             set: Mutex::new(RoomSet::new(info.count, info.index, config)),
-            extra: tokio::sync::Mutex::new(HashMap::new()),
+            extra: Mutex::new(HashMap::new()),
+            changing: tokio::sync::Mutex::new(()),
             events: tx,
         };
         if keep_legacy {
-            let mut extra = rooms.extra.lock().await;
             let joined = rooms.join(0).await?;
-            extra.insert(0, joined);
+            lock(&rooms.extra).insert(0, joined);
         }
         Ok((rooms, home_events, rx))
     }
@@ -389,11 +391,7 @@ impl Rooms {
             let participant = if room == home_index {
                 Some(self.home.clone())
             } else {
-                self.extra
-                    .lock()
-                    .await
-                    .get(&room)
-                    .map(|j| j.participant.clone())
+                lock(&self.extra).get(&room).map(|j| j.participant.clone())
             };
             let Some(participant) = participant else {
                 continue;
@@ -447,7 +445,7 @@ impl Rooms {
     /// Joins `room` unless already in it (leaving the least recently used room when at the
     /// bound).
     async fn enter(&self, room: u32) {
-        let mut extra = self.extra.lock().await;
+        let _changing = self.changing.lock().await;
         let admit = lock(&self.set).admit(room);
         let leave = match admit {
             Admit::AlreadyIn => return,
@@ -455,17 +453,23 @@ impl Rooms {
             Admit::JoinLeaving(old) => Some(old),
         };
         if let Some(old) = leave {
-            lock(&self.set).left_room(old);
-            if let Some(j) = extra.remove(&old) {
-                j.participant.leave().await;
-            }
+            self.leave_room(old).await;
         }
         match self.join(room).await {
             Ok(joined) => {
-                extra.insert(room, joined);
+                lock(&self.extra).insert(room, joined);
                 lock(&self.set).joined_room(room, Instant::now());
             }
             Err(e) => tracing::warn!(room, error = %e, "cannot join a private-messages room"),
+        }
+    }
+
+    /// Leaves the extra room `room` (the caller holds `changing`).
+    async fn leave_room(&self, room: u32) {
+        lock(&self.set).left_room(room);
+        let joined = lock(&self.extra).remove(&room);
+        if let Some(j) = joined {
+            j.participant.leave().await;
         }
     }
 
@@ -479,41 +483,41 @@ impl Rooms {
         lock(&self.set).close(peer, Instant::now());
     }
 
-    /// Leaves the rooms idle now; true if any was left.
+    /// Leaves the rooms idle now; true if any was left. Does not wait for a join in progress
+    /// (the next sweep will do).
     pub async fn sweep(&self) -> bool {
         let idle = lock(&self.set).idle(Instant::now());
         if idle.is_empty() {
             return false;
         }
-        let mut extra = self.extra.lock().await;
+        let Ok(_changing) = self.changing.try_lock() else {
+            return false;
+        };
+        // Looked at again under the lock: a join may have used a room meanwhile.
+        let idle = lock(&self.set).idle(Instant::now());
         for room in &idle {
-            lock(&self.set).left_room(*room);
-            if let Some(j) = extra.remove(room) {
-                tracing::debug!(room, "left an idle private-messages room");
-                j.participant.leave().await;
-            }
+            tracing::debug!(room, "leaving an idle private-messages room");
+            self.leave_room(*room).await;
         }
-        true
+        !idle.is_empty()
     }
 
     /// Leaves every room.
     pub async fn leave_all(&self) {
-        let mut extra = self.extra.lock().await;
-        for (room, j) in extra.drain() {
-            lock(&self.set).left_room(room);
-            j.participant.leave().await;
+        let _changing = self.changing.lock().await;
+        let rooms: Vec<u32> = lock(&self.extra).keys().copied().collect();
+        for room in rooms {
+            self.leave_room(room).await;
         }
         self.home.leave().await;
     }
 
     /// Whether the room `room` is connected now (home or joined).
-    pub async fn is_connected(&self, room: u32) -> bool {
+    pub fn is_connected(&self, room: u32) -> bool {
         if room == self.home_index() {
             return self.home.state() == ConnectionState::Connected;
         }
-        self.extra
-            .lock()
-            .await
+        lock(&self.extra)
             .get(&room)
             .is_some_and(|j| j.participant.state() == ConnectionState::Connected)
     }
