@@ -3,8 +3,8 @@
 //! Players in different home rooms exchange messages both ways (the writer joins the reader's
 //! room; the answer comes back through it); a reference client (one room only: room 0, with the
 //! reference's token request) reaches a player homed elsewhere once that player has written to
-//! it; a privacy change reaches the player's metadata in every room it is in; an idle room is
-//! left after the idle period.
+//! it (and from the start when the player keeps room 0); a privacy change reaches the player's
+//! metadata in every room it is in; an idle room is left after the idle period.
 
 use std::time::{Duration, Instant};
 
@@ -193,6 +193,19 @@ async fn a_reference_client_reaches_a_player_homed_elsewhere_once_it_has_written
         .await
         .expect("sent");
     p.expect_message(&r_addr, "hi back").await;
+
+    // The knob: a player that keeps room 0 is there from the start, so the reference client sees
+    // it without being written to.
+    let mut keep = sys.config();
+    keep.rooms.stay_in_legacy = true;
+    let kept = Player::connect(wallet_homed(|h| h != 0), keep).await;
+    let hk = home_room(&kept.address, K);
+    assert_eq!(kept.chat.rooms().joined(), [hk, 0]);
+    eventually(
+        "the reference client sees the player that keeps room 0",
+        || async { reference.participant(&kept.address).await.is_some() },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

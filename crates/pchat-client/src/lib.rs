@@ -12,6 +12,9 @@
 //! - [`social::SocialSession`]: the social service (dcl-rpc, through `dcl-rpc-client`) for one
 //!   wallet: the full view (settings, friends, requests, blocks both ways) kept current from the
 //!   update streams, every social action, reconnection with back-off.
+//! - [`rooms::Rooms`]: which private-messages rooms to be in when the gatekeeper spreads the
+//!   players over several (`GatekeeperTokens::for_room`, docs/sharded-rooms.md): the home room,
+//!   others joined lazily and left when idle. With one room it is just that room.
 //! - [`ChatClient`] + [`Inbox`]: the lower-level room side (join, send to one wallet, incoming
 //!   packets judged by [`chat_core::Filter`] against a [`SocialView`] the caller keeps).
 //!

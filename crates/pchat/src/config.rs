@@ -322,4 +322,23 @@ mod tests {
             format!("{:?}", social::SocialConfig::new("sqlite://x"))
         );
     }
+    #[test]
+    fn the_room_count_is_bounded() {
+        let parse = |k: &str| {
+            Gatekeeper::try_parse_from([
+                "gatekeeper",
+                "--livekit-host=ws://127.0.0.1:7880",
+                "--livekit-api-key=k",
+                "--livekit-api-secret=s",
+                "--auth-token=t",
+                &format!("--room-shards={k}"),
+            ])
+            .map(|g| g.args.room_shards)
+        };
+        assert_eq!(parse("1").ok(), Some(1));
+        assert_eq!(parse("64").ok(), Some(64));
+        for bad in ["0", "65", "-1", "x"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }
