@@ -30,7 +30,8 @@
 //! Events wait for the application in a channel of [`PrivateChatConfig::event_capacity`]; when
 //! the application reads too slowly the internal task waits, so the room's own bounded queue
 //! fills and then drops (reported as [`ChatEvent::Lagged`]). Held packets: see above. Watched
-//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations.
+//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations. Rooms: the
+//! home room plus at most [`RoomsConfig::max_extra`] (and room 0 when kept).
 //!
 //! ## Sharded rooms
 //!
