@@ -30,7 +30,16 @@
 //! Events wait for the application in a channel of [`PrivateChatConfig::event_capacity`]; when
 //! the application reads too slowly the internal task waits, so the room's own bounded queue
 //! fills and then drops (reported as [`ChatEvent::Lagged`]). Held packets: see above. Watched
-//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations.
+//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations. Rooms: the
+//! home room plus at most [`RoomsConfig::max_extra`] (and room 0 when kept).
+//!
+//! ## Sharded rooms
+//!
+//! When the gatekeeper spreads the players over several rooms, the client stays in its home
+//! room and joins others lazily ([`crate::rooms`], [`PrivateChatConfig::rooms`]): opening a
+//! conversation joins the peer's room, sending joins it when the peer is in none of mine.
+//! Packets from every room pass the same filter into the same event stream; a peer's state comes
+//! from the room it is found in. With one room nothing of this happens.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -46,6 +55,7 @@ use pchat_core::{Privacy, normalize_address};
 use tokio::sync::mpsc;
 
 use crate::GatekeeperTokens;
+use crate::rooms::{RoomEvent, Rooms, RoomsConfig};
 use crate::social::{
     ConnectionState as SessionState, FullView, SessionConfig, SessionEvent, SocialError,
     SocialSession, SocialUpdate,
@@ -74,6 +84,8 @@ pub struct PrivateChatConfig {
     pub event_capacity: usize,
     /// The room connection's options.
     pub room: Options,
+    /// How the sharded rooms are used (only with more than one room; [`crate::rooms`]).
+    pub rooms: RoomsConfig,
 }
 
 impl PrivateChatConfig {
@@ -86,6 +98,7 @@ impl PrivateChatConfig {
             held_packets: 1_024,
             event_capacity: 1_024,
             room: Options::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -313,7 +326,9 @@ impl State {
 
 struct Inner {
     me: String,
-    room: Participant,
+    /// The home room (the one room with K = 1); the same participant as `rooms.home()`.
+    room: Arc<Participant>,
+    rooms: Rooms,
     social: SocialSession,
     state: Mutex<State>,
     rules: SendRules,
@@ -368,7 +383,15 @@ impl PrivateChat {
         let (social, social_events) =
             SocialSession::start(identity.clone(), SessionConfig::new(&config.social_url));
         let tokens = GatekeeperTokens::new(&config.gatekeeper_url, identity);
-        let (room, room_events) = Participant::connect(tokens, config.room.clone()).await?;
+        let (rooms, room_events, other_rooms) = Rooms::connect(
+            tokens,
+            config.room.clone(),
+            config.rooms.clone(),
+            config.event_capacity,
+        )
+        .await?;
+        let room = rooms.home().clone();
+        let sweep_every = config.rooms.sweep_every;
         let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
         let filter = match config.rate_limit {
             Some(limit) => Filter::with_rate_limit(limit),
@@ -377,6 +400,7 @@ impl PrivateChat {
         let inner = Arc::new(Inner {
             me,
             room,
+            rooms,
             social,
             state: Mutex::new(State {
                 view: None,
@@ -395,7 +419,7 @@ impl PrivateChat {
             held_max: config.held_packets.max(1),
             fail_closed_reported: None,
         };
-        let task = tokio::spawn(worker.run(room_events, social_events));
+        let task = tokio::spawn(worker.run(room_events, other_rooms, sweep_every, social_events));
         Ok((PrivateChat { inner, task }, ChatEvents(rx)))
     }
 
@@ -407,6 +431,11 @@ impl PrivateChat {
     /// The room connection's state.
     pub fn room_state(&self) -> ConnectionState {
         self.inner.room.state()
+    }
+
+    /// The rooms (their count, my home, the ones I am in): see [`crate::rooms`].
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
     }
 
     /// The social connection's state.
@@ -427,6 +456,7 @@ impl PrivateChat {
     /// Opens a conversation with `peer`: its state is pushed from now on. Returns the state now.
     pub async fn open_conversation(&self, peer: &str) -> Result<RecipientState, NotSent> {
         let peer = normalize_address(peer).map_err(|_| NotSent::BadRecipient(peer.to_owned()))?;
+        self.inner.rooms.reach(&peer, true).await;
         let state = recipient_state(&self.inner, &peer).await;
         let mut s = lock(&self.inner.state);
         if s.open.len() < MAX_OPEN_CONVERSATIONS || s.open.contains(&peer) {
@@ -439,6 +469,7 @@ impl PrivateChat {
     /// Stops pushing `peer`'s state (unless they are a friend).
     pub fn close_conversation(&self, peer: &str) {
         if let Ok(peer) = normalize_address(peer) {
+            self.inner.rooms.closed(&peer);
             let mut s = lock(&self.inner.state);
             s.open.remove(&peer);
             if !s.view.as_ref().is_some_and(|v| v.friends.contains(&peer)) {
@@ -461,6 +492,7 @@ impl PrivateChat {
             .rules
             .check(to, text)
             .map_err(|e| not_sent(e, to))?;
+        self.inner.rooms.reach_to_send(&checked).await;
         let state = recipient_state(&self.inner, &checked).await;
         if state != RecipientState::Connected {
             return Err(NotSent::Recipient { to: checked, state });
@@ -502,6 +534,7 @@ impl PrivateChat {
             .rules
             .reaction(to, &reaction)
             .map_err(|e| not_sent(e, to))?;
+        self.inner.rooms.reach_to_send(&out.to).await;
         let state = recipient_state(&self.inner, &out.to).await;
         if state != RecipientState::Connected {
             return Err(NotSent::Recipient { to: out.to, state });
@@ -510,8 +543,10 @@ impl PrivateChat {
     }
 
     async fn put(&self, out: &chat_core::Outgoing) -> Result<(), NotSent> {
-        self.inner
-            .room
+        let route = self.inner.rooms.find(&out.to).await;
+        self.inner.rooms.used(route.room);
+        route
+            .participant
             .send(
                 &out.payload,
                 std::slice::from_ref(&out.to),
@@ -537,7 +572,7 @@ impl PrivateChat {
     pub async fn close(self) {
         self.task.abort();
         self.inner.social.close().await;
-        self.inner.room.leave().await;
+        self.inner.rooms.leave_all().await;
     }
 }
 
@@ -553,7 +588,8 @@ fn not_sent(e: chat_core::SendError, to: &str) -> NotSent {
 
 /// `peer`'s state as seen from here (fails closed while the social view is not current).
 async fn recipient_state(inner: &Inner, peer: &str) -> RecipientState {
-    let present = inner.room.participant(peer).await;
+    let route = inner.rooms.find(peer).await;
+    let present = route.peer;
     let (my_privacy, is_friend, i_blocked, blocked_me) = {
         let s = lock(&inner.state);
         let v = s.view.as_ref();
@@ -564,7 +600,7 @@ async fn recipient_state(inner: &Inner, peer: &str) -> RecipientState {
             v.is_some_and(|v| v.blocked_by.contains(peer)),
         )
     };
-    let room_up = inner.room.state() == ConnectionState::Connected;
+    let room_up = route.participant.state() == ConnectionState::Connected;
     chat_core::recipient_state(
         my_privacy,
         chat_core::recipient::RecipientFacts {
@@ -590,14 +626,25 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut room: Events, mut social: mpsc::Receiver<SessionEvent>) {
+    async fn run(
+        mut self,
+        mut room: Events,
+        mut other_rooms: mpsc::Receiver<RoomEvent>,
+        sweep_every: std::time::Duration,
+        mut social: mpsc::Receiver<SessionEvent>,
+    ) {
         let mut social_open = true;
+        let mut sweep =
+            tokio::time::interval(sweep_every.max(std::time::Duration::from_millis(10)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = room.recv() => match event {
                     Some(e) => self.on_room(e).await,
                     None => return,
                 },
+                Some(e) = other_rooms.recv() => self.on_other_room(e).await,
+                _ = sweep.tick() => self.sweep().await,
                 event = social.recv(), if social_open => match event {
                     Some(e) => self.on_social(e).await,
                     None => social_open = false,
@@ -654,6 +701,33 @@ impl Worker {
                 // Roster events may be among those lost: recompute everything.
                 self.update_states(&inner, None).await;
             }
+        }
+    }
+
+    /// An event of a room other than home: the same as home's, except that its connection
+    /// state is not the chat's room state (only the peers' states may change).
+    async fn on_other_room(&mut self, e: RoomEvent) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match e.event {
+            Event::ConnectionStateChanged(_) => self.update_states(&inner, None).await,
+            event => {
+                if matches!(event, Event::Data(_)) {
+                    inner.rooms.used(e.room);
+                }
+                self.on_room(event).await;
+            }
+        }
+    }
+
+    /// Leaves the idle rooms; the peers seen only there change state.
+    async fn sweep(&mut self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        if inner.rooms.sweep().await {
+            self.update_states(&inner, None).await;
         }
     }
 
