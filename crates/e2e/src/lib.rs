@@ -13,6 +13,8 @@
 //! The tests are a crate of their own so that the client SDK does not depend, even for its
 //! tests, on both servers.
 
+pub mod swarm;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
