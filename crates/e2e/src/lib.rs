@@ -7,10 +7,13 @@
 //! kit's `TestGatekeeper`), wired as in production (the social service tells the gatekeeper
 //! about privacy changes; the gatekeeper reads privacy from the social service), all on
 //! loopback ports. [`Player`] is one SDK user in it; [`TestSocial`] is the social service alone,
-//! stoppable and restartable on its port.
+//! stoppable and restartable on its port. [`ShardedSystem`] is the same services in front of a
+//! LiveKit cluster with the private messages spread over several rooms (docs/sharded-rooms.md).
 //!
 //! The tests are a crate of their own so that the client SDK does not depend, even for its
 //! tests, on both servers.
+
+pub mod swarm;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use pchat_client::private_chat::{ChatEvent, ChatEvents, PrivateChat, PrivateChatConfig};
 use testkit::gatekeeper::{AUTH_TOKEN, TestGatekeeper};
-use testkit::{FreshPostgres, LiveKitServer};
+use testkit::{FreshPostgres, LiveKitCluster, LiveKitServer};
 use tokio::sync::oneshot;
 
 /// How long a test waits for anything the system should do.
@@ -41,35 +44,15 @@ impl System {
     /// Starts everything and waits until each part answers.
     pub async fn start() -> System {
         let lk = LiveKitServer::start().await.expect("livekit-server");
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = std::env::var("PCHAT_TEST_DATABASE_URL")
-            .ok()
-            .map(|_| FreshPostgres::create("sdk").expect("fresh database"));
-        let database_url = match &db {
-            Some(db) => db.url.clone(),
-            None => format!("sqlite://{}", dir.path().join("social.sqlite").display()),
-        };
-        let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let social_addr = social_listener.local_addr().expect("addr");
-        let mut config = testkit::gatekeeper::config_for(&lk);
-        config.social_service_url = Some(format!("http://{social_addr}"));
-        let gk = TestGatekeeper::start(gatekeeper::Builder::new(config))
-            .await
-            .expect("gatekeeper");
-        let mut config = social::SocialConfig::new(&database_url);
-        config.gatekeeper_url = Some(gk.base_url());
-        config.gatekeeper_token = AUTH_TOKEN.into();
-        let social = TestSocial::serve(social_listener, config).await;
+        let s = Services::start(testkit::gatekeeper::config_for(&lk)).await;
         System {
             lk,
-            gatekeeper: gk.base_url(),
-            social_ws: social.ws_url(),
-            social,
-            _gatekeeper: gk,
-            _db: db,
-            _dir: dir,
+            gatekeeper: s.gatekeeper,
+            social_ws: s.social_ws,
+            social: s.social,
+            _gatekeeper: s.gatekeeper_server,
+            _db: s.db,
+            _dir: s.dir,
         }
     }
 
@@ -115,7 +98,13 @@ impl System {
 
     /// A new player with `config`, connected, with its view loaded.
     pub async fn player_with(&self, config: PrivateChatConfig) -> Player {
-        let wallet = authchain::Wallet::random();
+        Player::connect(authchain::Wallet::random(), config).await
+    }
+}
+
+impl Player {
+    /// `wallet`'s player with `config`, connected, with its view loaded.
+    pub async fn connect(wallet: authchain::Wallet, config: PrivateChatConfig) -> Player {
         let identity =
             authchain::Identity::new(&wallet, chrono::Utc::now() + chrono::Duration::hours(1));
         let (chat, events) = PrivateChat::connect(identity, config)
@@ -130,6 +119,78 @@ impl System {
             .expect("the social view", |e| matches!(e, ChatEvent::ViewChanged))
             .await;
         player
+    }
+}
+
+/// The social service (PostgreSQL when `PCHAT_TEST_DATABASE_URL` is set, SQLite otherwise) and
+/// the gatekeeper, wired to each other as in production.
+pub struct Services {
+    /// The gatekeeper's base URL.
+    pub gatekeeper: String,
+    /// The social service's dcl-rpc WebSocket URL.
+    pub social_ws: String,
+    social: TestSocial,
+    gatekeeper_server: TestGatekeeper,
+    db: Option<FreshPostgres>,
+    dir: tempfile::TempDir,
+}
+
+impl Services {
+    /// Starts the social service and a gatekeeper with `gatekeeper_config` (its social service
+    /// URL set to this one's).
+    pub async fn start(gatekeeper_config: gatekeeper::GatekeeperConfig) -> Services {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = std::env::var("PCHAT_TEST_DATABASE_URL")
+            .ok()
+            .map(|_| FreshPostgres::create("sdk").expect("fresh database"));
+        let database_url = match &db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("social.sqlite").display()),
+        };
+        let social_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let social_addr = social_listener.local_addr().expect("addr");
+        let mut config = gatekeeper_config;
+        config.social_service_url = Some(format!("http://{social_addr}"));
+        let gk = TestGatekeeper::start(gatekeeper::Builder::new(config))
+            .await
+            .expect("gatekeeper");
+        let mut config = social::SocialConfig::new(&database_url);
+        config.gatekeeper_url = Some(gk.base_url());
+        config.gatekeeper_token = AUTH_TOKEN.into();
+        let social = TestSocial::serve(social_listener, config).await;
+        Services {
+            gatekeeper: gk.base_url(),
+            social_ws: social.ws_url(),
+            social,
+            gatekeeper_server: gk,
+            db,
+            dir,
+        }
+    }
+}
+
+/// The same services as [`System`] in front of a [`LiveKitCluster`] (every node handed out),
+/// with the private messages spread over `shards` rooms (`PRIVATE_MESSAGES_ROOM_SHARDS`).
+pub struct ShardedSystem {
+    pub cluster: LiveKitCluster,
+    pub services: Services,
+}
+
+impl ShardedSystem {
+    /// Starts a cluster of `nodes` nodes and the services, K = `shards`.
+    pub async fn start(nodes: usize, shards: u32) -> ShardedSystem {
+        let cluster = LiveKitCluster::start(nodes).await.expect("cluster");
+        let mut config = testkit::gatekeeper::config_for_cluster(&cluster);
+        config.room_shards = shards;
+        let services = Services::start(config).await;
+        ShardedSystem { cluster, services }
+    }
+
+    /// The SDK configuration for this system.
+    pub fn config(&self) -> PrivateChatConfig {
+        PrivateChatConfig::new(&self.services.gatekeeper, &self.services.social_ws)
     }
 }
 

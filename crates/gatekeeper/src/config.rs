@@ -11,6 +11,9 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 3000;
 /// Default of `PRIVATE_MESSAGES_ROOM_ID`, the reference's room name.
 pub const DEFAULT_ROOM: &str = "private-messages";
+/// Default of `PRIVATE_MESSAGES_ROOM_SHARDS`: one room, as ADR-208 (at most
+/// [`pchat_core::rooms::MAX_ROOM_SHARDS`]).
+pub const DEFAULT_ROOM_SHARDS: u32 = 1;
 /// Default of `DENYLIST_REFRESH_SECONDS`.
 pub const DEFAULT_DENYLIST_REFRESH_SECS: u64 = 300;
 /// Default of `SOCIAL_SERVICE_TIMEOUT_MS`.
@@ -33,6 +36,11 @@ pub struct GatekeeperConfig {
     pub port: u16,
     /// Name of the shared LiveKit room for private messages (`PRIVATE_MESSAGES_ROOM_ID`).
     pub room: String,
+    /// How many private-messages rooms the players are spread over, K
+    /// (`PRIVATE_MESSAGES_ROOM_SHARDS`, 1..=64; see [`pchat_core::rooms`] and
+    /// docs/sharded-rooms.md): room 0 is `room`, room k is `{room}-{k}`. 1: the one room of
+    /// ADR-208, every answer as without this setting.
+    pub room_shards: u32,
     /// LiveKit URL handed to clients, ws:// or wss:// (`PROD_LIVEKIT_HOST`); RoomService calls
     /// use its http(s) form.
     pub livekit_host: String,
@@ -79,6 +87,7 @@ impl GatekeeperConfig {
             host: DEFAULT_HOST.into(),
             port: 0,
             room: DEFAULT_ROOM.into(),
+            room_shards: DEFAULT_ROOM_SHARDS,
             livekit_host: livekit_host.into(),
             livekit_api_key: api_key.into(),
             livekit_api_secret: api_secret.into(),

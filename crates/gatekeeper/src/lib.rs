@@ -4,8 +4,11 @@
 //! - `GET /private-messages/token`: a signed-fetch request (ADR-44, explorer signer) gets
 //!   `{"adapter":"livekit:<url>?access_token=<jwt>"}`; the token carries
 //!   `{"private_messages_privacy":…}` as participant metadata, read from the social service.
+//!   With K > 1 private-messages rooms (`PRIVATE_MESSAGES_ROOM_SHARDS`, docs/sharded-rooms.md)
+//!   that token is for room 0 and the answer also says `room`, `room_index` and `room_count`;
+//!   `GET /private-messages/token/{k}` asks for room k (the index is in the signed path).
 //! - `PATCH /users/:address/private-messages-privacy`: the social service (bearer token) changes
-//!   a connected participant's metadata through LiveKit's RoomService.
+//!   a connected participant's metadata through LiveKit's RoomService, in every room.
 //! - `GET /ping`, `GET /status`, `GET /metrics`.
 //!
 //! Layout: [`config`] (the settings and their defaults; `pchat gatekeeper` reads them),
@@ -115,6 +118,8 @@ impl Builder {
         url::Url::parse(&c.livekit_host).map_err(|e| {
             BuildError::Config(format!("PROD_LIVEKIT_HOST {:?}: {e}", c.livekit_host))
         })?;
+        let rooms = pchat_core::rooms::RoomShards::new(&c.room, u64::from(c.room_shards))
+            .map_err(|e| BuildError::Config(format!("PRIVATE_MESSAGES_ROOM_SHARDS: {e}")))?;
 
         let metrics = Arc::new(Metrics::new());
         let mut verifier = Verifier::new()
@@ -197,11 +202,11 @@ impl Builder {
             denylist,
             privacy: PrivacyResolver::new(privacy_source, 100_000),
             room_service,
-            tokens: TokenMinter::new(
+            tokens: TokenMinter::sharded(
                 &c.livekit_host,
                 &c.livekit_api_key,
                 &c.livekit_api_secret,
-                &c.room,
+                rooms,
                 c.token_ttl(),
             ),
             nodes,

@@ -1,5 +1,6 @@
-//! LiveKit: minting access tokens for the shared room, and the RoomService boundary used to
-//! update a participant's metadata.
+//! LiveKit: minting access tokens for the shared room (or, with `PRIVATE_MESSAGES_ROOM_SHARDS`,
+//! for one of the K rooms: [`pchat_core::rooms`]), and the RoomService boundary used to update
+//! a participant's metadata.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
 use livekit_api::services::{ServerError, ServiceError};
 use pchat_core::Privacy;
+use pchat_core::rooms::RoomShards;
 
 /// Why a RoomService call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,7 +140,7 @@ pub struct TokenError(String);
 pub struct TokenMinter {
     api_key: String,
     api_secret: String,
-    room: String,
+    rooms: RoomShards,
     ttl: Duration,
     /// The client-facing URL, ws:// or wss://.
     ws_url: String,
@@ -148,7 +150,7 @@ impl std::fmt::Debug for TokenMinter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenMinter")
             .field("api_key", &self.api_key)
-            .field("room", &self.room)
+            .field("rooms", &self.rooms)
             .field("ttl", &self.ttl)
             .field("ws_url", &self.ws_url)
             .finish_non_exhaustive()
@@ -156,6 +158,7 @@ impl std::fmt::Debug for TokenMinter {
 }
 
 impl TokenMinter {
+    /// A minter for the one room `room`.
     pub fn new(
         livekit_host: &str,
         api_key: &str,
@@ -163,25 +166,54 @@ impl TokenMinter {
         room: &str,
         ttl: Duration,
     ) -> Self {
+        let one = RoomShards::new(room, 1).unwrap_or_else(|_| unreachable!("1 room is valid"));
+        Self::sharded(livekit_host, api_key, api_secret, one, ttl)
+    }
+
+    /// A minter for the rooms `rooms`.
+    pub fn sharded(
+        livekit_host: &str,
+        api_key: &str,
+        api_secret: &str,
+        rooms: RoomShards,
+        ttl: Duration,
+    ) -> Self {
         TokenMinter {
             api_key: api_key.into(),
             api_secret: api_secret.into(),
-            room: room.into(),
+            rooms,
             ttl,
             ws_url: client_url(livekit_host),
         }
     }
 
+    /// Room 0's name: the configured room.
     pub fn room(&self) -> &str {
-        &self.room
+        self.rooms.base()
     }
 
-    /// A JWT for `identity` with its privacy in the participant metadata: join the room,
+    /// The rooms tokens are minted for.
+    pub fn rooms(&self) -> &RoomShards {
+        &self.rooms
+    }
+
+    /// A JWT for `identity` with its privacy in the participant metadata: join room 0,
     /// subscribe and publish data only, no media, no own-metadata updates.
     pub fn mint(&self, identity: &str, privacy: Privacy) -> Result<String, TokenError> {
+        self.mint_in(identity, privacy, 0)
+    }
+
+    /// [`TokenMinter::mint`] for room `index` (checked by the caller against
+    /// [`TokenMinter::rooms`]): the same grants and metadata in every room.
+    pub fn mint_in(
+        &self,
+        identity: &str,
+        privacy: Privacy,
+        index: u32,
+    ) -> Result<String, TokenError> {
         let grants = VideoGrants {
             room_join: true,
-            room: self.room.clone(),
+            room: self.rooms.name(index),
             can_publish: Some(false),
             can_subscribe: Some(true),
             can_publish_data: Some(true),

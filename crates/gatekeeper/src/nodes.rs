@@ -167,13 +167,12 @@ pub fn spawn_checks(nodes: &Arc<Nodes>, every: Duration) -> tokio::task::JoinHan
     })
 }
 
-/// FNV-1a (64 bit): a small hash that is the same in every process and version, so every
-/// gatekeeper instance prefers the same node for an address (std's hasher makes no such
-/// promise, and a crate for eight lines is not worth it).
+/// FNV-1a (64 bit, [`pchat_core::rooms::stable_hash`]): the same in every process and version,
+/// so every gatekeeper instance prefers the same node for an address. The sharded rooms' home
+/// room mixes the same hash before using its high bits, so a player's node does not follow from
+/// its home room.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    pchat_core::rooms::stable_hash(bytes.iter().copied())
 }
 
 #[cfg(test)]

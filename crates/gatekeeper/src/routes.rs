@@ -33,6 +33,7 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/private-messages/token", get(get_token))
+        .route("/private-messages/token/{room}", get(get_room_token))
         .route(
             "/users/{address}/private-messages-privacy",
             patch(patch_privacy),
@@ -135,19 +136,65 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
 #[derive(Serialize)]
 struct AdapterBody {
     adapter: String,
+    /// Which of the sharded rooms the token is for: only on `/private-messages/token/{k}` and,
+    /// with more than one room, on `/private-messages/token` (extra fields, which the reference
+    /// client, reading `adapter` alone, ignores). One room and the legacy path: the reference
+    /// answer byte for byte.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    room: Option<RoomInfo>,
 }
 
-/// `GET /private-messages/token` (docs/wire.md §2).
+#[derive(Serialize)]
+struct RoomInfo {
+    /// The LiveKit room's name.
+    room: String,
+    /// Its index, `0..room_count`.
+    room_index: u32,
+    /// K, how many rooms the players are spread over.
+    room_count: u32,
+}
+
+/// `GET /private-messages/token` (docs/wire.md §2): a token for room 0, the reference's room.
 async fn get_token(
     State(state): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    token(state, method, uri, headers, None).await
+}
+
+/// `GET /private-messages/token/{k}`: a token for room k of the sharded rooms
+/// (docs/sharded-rooms.md). The index is part of the signed path, so a signature made for one
+/// room cannot be replayed for another.
+async fn get_room_token(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Result<Response, ApiError> {
+    token(state, method, uri, headers, Some(room)).await
+}
+
+async fn token(
+    state: Arc<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    room: Option<String>,
+) -> Result<Response, ApiError> {
     let verified = state
         .authenticate(&headers, method.as_str(), uri.path())
         .await?;
     let address = verified.address;
+    let rooms = state.tokens.rooms();
+    let index = match &room {
+        None => 0,
+        Some(text) => rooms
+            .parse(text)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
 
     if state.denylist.contains(&address) {
         state.metrics.denied.inc();
@@ -172,20 +219,28 @@ async fn get_token(
         PrivacyOrigin::Source | PrivacyOrigin::Unconfigured => {}
     }
 
-    let jwt = state.tokens.mint(&address, privacy).map_err(|e| {
-        tracing::error!(error = %e, "token minting failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Could not create the LiveKit token",
-        )
-    })?;
+    let jwt = state
+        .tokens
+        .mint_in(&address, privacy, index)
+        .map_err(|e| {
+            tracing::error!(error = %e, "token minting failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Could not create the LiveKit token",
+            )
+        })?;
     state.metrics.tokens_issued.inc();
-    tracing::debug!(%address, %privacy, "token issued");
+    tracing::debug!(%address, %privacy, room = index, "token issued");
     let adapter = match adapter_url {
         Some(url) => crate::livekit::TokenMinter::adapter_at(url, &jwt),
         None => state.tokens.adapter(&jwt),
     };
-    Ok(axum::Json(AdapterBody { adapter }).into_response())
+    let room = (room.is_some() || rooms.count() > 1).then(|| RoomInfo {
+        room: rooms.name(index),
+        room_index: index,
+        room_count: rooms.count(),
+    });
+    Ok(axum::Json(AdapterBody { adapter, room }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -226,14 +281,7 @@ async fn patch_privacy(
         .parse()
         .map_err(|_| ApiError::bad_request("Invalid private_messages_privacy"))?;
 
-    let result = state
-        .room_service
-        .update_participant_metadata(
-            state.tokens.room(),
-            &address,
-            &privacy.participant_metadata(),
-        )
-        .await;
+    let result = update_everywhere(&state, &address, &privacy.participant_metadata()).await;
     // Whatever LiveKit says, the next token for this user must carry the new value.
     state.privacy.remember(&address, privacy);
     match result {
@@ -262,6 +310,46 @@ async fn patch_privacy(
                 format!("LiveKit refused the update: {e}"),
             ))
         }
+    }
+}
+
+/// Updates `address`'s metadata in every room (one RoomService call per room, at once; one
+/// call with one room). A player is in its home room and in any it joined to write to someone,
+/// which the gatekeeper does not track (it would not survive a restart nor be shared between
+/// instances), so every room is asked; not being in a room is not an error. The answer: the
+/// worst failure if any call failed (the caller may retry: the update is idempotent), else `Ok`
+/// if the participant was found in at least one room, else [`RoomServiceError::NotFound`].
+async fn update_everywhere(
+    state: &AppState,
+    address: &str,
+    metadata: &str,
+) -> Result<(), RoomServiceError> {
+    let rooms = state.tokens.rooms();
+    let calls = rooms.names().map(|room| async move {
+        state
+            .room_service
+            .update_participant_metadata(&room, address, metadata)
+            .await
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut found = false;
+    let mut failure: Option<RoomServiceError> = None;
+    for result in results {
+        match result {
+            Ok(()) => found = true,
+            Err(RoomServiceError::NotFound) => {}
+            Err(e @ RoomServiceError::Unavailable(_)) => failure = Some(e),
+            Err(e @ RoomServiceError::Other(_)) => {
+                if !matches!(failure, Some(RoomServiceError::Unavailable(_))) {
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    match (failure, found) {
+        (Some(e), _) => Err(e),
+        (None, true) => Ok(()),
+        (None, false) => Err(RoomServiceError::NotFound),
     }
 }
 

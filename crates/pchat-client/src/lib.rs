@@ -12,6 +12,9 @@
 //! - [`social::SocialSession`]: the social service (dcl-rpc, through `dcl-rpc-client`) for one
 //!   wallet: the full view (settings, friends, requests, blocks both ways) kept current from the
 //!   update streams, every social action, reconnection with back-off.
+//! - [`rooms::Rooms`]: which private-messages rooms to be in when the gatekeeper spreads the
+//!   players over several (`GatekeeperTokens::for_room`, docs/sharded-rooms.md): the home room,
+//!   others joined lazily and left when idle. With one room it is just that room.
 //! - [`ChatClient`] + [`Inbox`]: the lower-level room side (join, send to one wallet, incoming
 //!   packets judged by [`chat_core::Filter`] against a [`SocialView`] the caller keeps).
 //!
@@ -20,6 +23,7 @@
 //! [`private_chat::ConnectFailed`] and [`private_chat::NotSent`].
 
 pub mod private_chat;
+pub mod rooms;
 pub mod social;
 
 use std::sync::{Arc, RwLock};
@@ -104,10 +108,23 @@ pub enum TokenError {
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Credentials from the gatekeeper, signed with the user's identity (ADR-44).
+#[derive(Clone)]
 pub struct GatekeeperTokens {
     base: String,
     identity: Arc<authchain::Identity>,
     http: reqwest::Client,
+    /// `Some(k)`: tokens for room k of the sharded rooms (`/private-messages/token/{k}`);
+    /// `None`: the reference's request, room 0.
+    room: Option<u32>,
+}
+
+/// Which of the sharded rooms (docs/sharded-rooms.md) a token is for, as the gatekeeper says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// The room's index, `0..count`.
+    pub index: u32,
+    /// K: 1 when the gatekeeper does not say (one room, or a gatekeeper without shards).
+    pub count: u32,
 }
 
 impl GatekeeperTokens {
@@ -120,17 +137,32 @@ impl GatekeeperTokens {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
+            room: None,
+        }
+    }
+
+    /// The same wallet's tokens for room `index` of the sharded rooms (signed path
+    /// `/private-messages/token/{index}`).
+    pub fn for_room(&self, index: u32) -> GatekeeperTokens {
+        GatekeeperTokens {
+            room: Some(index),
+            ..self.clone()
         }
     }
 
     /// One signed request for credentials.
     pub async fn fetch(&self) -> Result<Credentials, TokenError> {
-        fetch(&self.http, &self.base, &self.identity).await
+        Ok(self.fetch_with_room().await?.0)
+    }
+
+    /// One signed request for credentials, with the room they are for.
+    pub async fn fetch_with_room(&self) -> Result<(Credentials, RoomInfo), TokenError> {
+        fetch(&self.http, &self.base, &self.identity, self.room).await
     }
 
     /// One signed request, answered as is: (HTTP status, body).
     pub async fn request(&self) -> Result<(u16, String), TokenError> {
-        request(&self.http, &self.base, &self.identity).await
+        request(&self.http, &self.base, &self.identity, self.room).await
     }
 }
 
@@ -138,8 +170,13 @@ async fn request(
     http: &reqwest::Client,
     base: &str,
     identity: &authchain::Identity,
+    room: Option<u32>,
 ) -> Result<(u16, String), TokenError> {
-    let path = "/private-messages/token";
+    let path = match room {
+        None => "/private-messages/token".to_owned(),
+        Some(k) => format!("/private-messages/token/{k}"),
+    };
+    let path = path.as_str();
     let headers = identity.signed_fetch_headers(
         "GET",
         path,
@@ -173,8 +210,9 @@ async fn fetch(
     http: &reqwest::Client,
     base: &str,
     identity: &authchain::Identity,
-) -> Result<Credentials, TokenError> {
-    let (status, body) = request(http, base, identity).await?;
+    room: Option<u32>,
+) -> Result<(Credentials, RoomInfo), TokenError> {
+    let (status, body) = request(http, base, identity, room).await?;
     if !(200..300).contains(&status) {
         return Err(TokenError::Refused {
             url: base.to_owned(),
@@ -187,14 +225,46 @@ async fn fetch(
     let adapter = v["adapter"]
         .as_str()
         .ok_or_else(|| TokenError::BadAnswer("no \"adapter\" string".into()))?;
-    Ok(parse_adapter(adapter)?)
+    Ok((parse_adapter(adapter)?, room_info(&v, room)?))
+}
+
+/// The room a token answer is for: its `room_index`/`room_count` fields, or room 0 of 1 when
+/// the gatekeeper does not send them (one room). Checked: `index < count <= MAX_ROOM_SHARDS`,
+/// and the index is the one asked for.
+fn room_info(v: &serde_json::Value, asked: Option<u32>) -> Result<RoomInfo, TokenError> {
+    let field = |name: &str| -> Result<Option<u32>, TokenError> {
+        match v.get(name) {
+            None => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| TokenError::BadAnswer(format!("{name:?} is not a room number"))),
+        }
+    };
+    let info = RoomInfo {
+        index: field("room_index")?.unwrap_or(0),
+        count: field("room_count")?.unwrap_or(1),
+    };
+    let valid = (1..=pchat_core::rooms::MAX_ROOM_SHARDS).contains(&info.count)
+        && info.index < info.count
+        && asked.is_none_or(|k| k == info.index);
+    if valid {
+        Ok(info)
+    } else {
+        Err(TokenError::BadAnswer(format!(
+            "room {} of {} (asked for {asked:?})",
+            info.index, info.count
+        )))
+    }
 }
 
 impl TokenSource for GatekeeperTokens {
     fn credentials(&self) -> livekit_participant::token::TokenFuture {
-        let (http, base, identity) = (self.http.clone(), self.base.clone(), self.identity.clone());
+        let tokens = self.clone();
         Box::pin(async move {
-            fetch(&http, &base, &identity)
+            tokens
+                .fetch()
                 .await
                 .map_err(livekit_participant::TokenSourceError::new)
         })
@@ -385,6 +455,32 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_room_of_a_token_answer_is_read_and_checked() {
+        let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("json");
+        let one = RoomInfo { index: 0, count: 1 };
+        assert_eq!(room_info(&v(r#"{"adapter":"x"}"#), None).ok(), Some(one));
+        assert_eq!(
+            room_info(&v(r#"{"room_index":2,"room_count":4}"#), Some(2)).ok(),
+            Some(RoomInfo { index: 2, count: 4 })
+        );
+        assert_eq!(
+            room_info(&v(r#"{"room_index":0,"room_count":4}"#), None).ok(),
+            Some(RoomInfo { index: 0, count: 4 })
+        );
+        for (bad, asked) in [
+            (r#"{"room_index":4,"room_count":4}"#, None),
+            (r#"{"room_index":0,"room_count":0}"#, None),
+            (r#"{"room_index":0,"room_count":65}"#, None),
+            (r#"{"room_index":"1","room_count":4}"#, None),
+            (r#"{"room_index":-1,"room_count":4}"#, None),
+            (r#"{"room_index":1,"room_count":4}"#, Some(2)),
+            (r#"{"adapter":"x"}"#, Some(1)),
+        ] {
+            assert!(room_info(&v(bad), asked).is_err(), "{bad} {asked:?}");
+        }
+    }
 
     #[test]
     fn adapters_are_split_or_refused() {

@@ -49,9 +49,17 @@
 //! Events wait for the application in a channel of [`PrivateChatConfig::event_capacity`]; when
 //! the application reads too slowly the internal task waits, so the room's own bounded queue
 //! fills and then drops (reported as [`ChatEvent::Lagged`]). Held packets: see above. Watched
-//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations. Messages
-//! waiting for a receipt: [`chat_core::DeliveryConfig::max_pending`]; checked every
-//! [`DELIVERY_TICK`].
+//! addresses: the friends plus at most [`MAX_OPEN_CONVERSATIONS`] open conversations. Rooms: the
+//! home room plus at most [`RoomsConfig::max_extra`] (and room 0 when kept). Messages waiting
+//! for a receipt: [`chat_core::DeliveryConfig::max_pending`]; checked every [`DELIVERY_TICK`].
+//!
+//! ## Sharded rooms
+//!
+//! When the gatekeeper spreads the players over several rooms, the client stays in its home
+//! room and joins others lazily ([`crate::rooms`], [`PrivateChatConfig::rooms`]): opening a
+//! conversation joins the peer's room, sending joins it when the peer is in none of mine.
+//! Packets from every room pass the same filter into the same event stream; a peer's state comes
+//! from the room it is found in. With one room nothing of this happens.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -68,6 +76,7 @@ use pchat_core::{Privacy, normalize_address};
 use tokio::sync::mpsc;
 
 use crate::GatekeeperTokens;
+use crate::rooms::{RoomEvent, Rooms, RoomsConfig};
 use crate::social::{
     ConnectionState as SessionState, FullView, SessionConfig, SessionEvent, SocialError,
     SocialSession, SocialUpdate,
@@ -101,6 +110,8 @@ pub struct PrivateChatConfig {
     /// Delivery receipts: how long to wait, how often to resend, how many may wait (default
     /// [`DeliveryConfig::default`]: 10 s, every 2 s, 3 times, 4,096).
     pub delivery: DeliveryConfig,
+    /// How the sharded rooms are used (only with more than one room; [`crate::rooms`]).
+    pub rooms: RoomsConfig,
 }
 
 impl PrivateChatConfig {
@@ -114,6 +125,7 @@ impl PrivateChatConfig {
             event_capacity: 1_024,
             room: Options::default(),
             delivery: DeliveryConfig::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -354,7 +366,9 @@ impl State {
 
 struct Inner {
     me: String,
-    room: Participant,
+    /// The home room (the one room with K = 1); the same participant as `rooms.home()`.
+    room: Arc<Participant>,
+    rooms: Rooms,
     social: SocialSession,
     state: Mutex<State>,
     rules: SendRules,
@@ -401,13 +415,15 @@ fn deliveries(inner: &Inner) -> std::sync::MutexGuard<'_, Deliveries> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Sends `payload` reliably to `to` (topic and destination) without holding up the caller: for
-/// receipts and resends, whose failure the delivery rules already cover (a lost receipt means
-/// a resend or a NotDelivered).
+/// Sends `payload` reliably to `to` (topic and destination), through the room `to` is found
+/// in, without holding up the caller: for receipts and resends, whose failure the delivery
+/// rules already cover (a lost receipt means a resend or a NotDelivered).
 fn send_detached(inner: Arc<Inner>, to: String, payload: Vec<u8>) {
     tokio::spawn(async move {
-        if let Err(e) = inner
-            .room
+        let route = inner.rooms.find(&to).await;
+        inner.rooms.used(route.room);
+        if let Err(e) = route
+            .participant
             .send(
                 &payload,
                 std::slice::from_ref(&to),
@@ -440,7 +456,15 @@ impl PrivateChat {
         let (social, social_events) =
             SocialSession::start(identity.clone(), SessionConfig::new(&config.social_url));
         let tokens = GatekeeperTokens::new(&config.gatekeeper_url, identity);
-        let (room, room_events) = Participant::connect(tokens, config.room.clone()).await?;
+        let (rooms, room_events, other_rooms) = Rooms::connect(
+            tokens,
+            config.room.clone(),
+            config.rooms.clone(),
+            config.event_capacity,
+        )
+        .await?;
+        let room = rooms.home().clone();
+        let sweep_every = config.rooms.sweep_every;
         let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
         let filter = match config.rate_limit {
             Some(limit) => Filter::with_rate_limit(limit),
@@ -449,6 +473,7 @@ impl PrivateChat {
         let inner = Arc::new(Inner {
             me,
             room,
+            rooms,
             social,
             state: Mutex::new(State {
                 view: None,
@@ -469,7 +494,7 @@ impl PrivateChat {
             held_max: config.held_packets.max(1),
             fail_closed_reported: None,
         };
-        let task = tokio::spawn(worker.run(room_events, social_events));
+        let task = tokio::spawn(worker.run(room_events, other_rooms, sweep_every, social_events));
         Ok((PrivateChat { inner, task }, ChatEvents(rx)))
     }
 
@@ -481,6 +506,11 @@ impl PrivateChat {
     /// The room connection's state.
     pub fn room_state(&self) -> ConnectionState {
         self.inner.room.state()
+    }
+
+    /// The rooms (their count, my home, the ones I am in): see [`crate::rooms`].
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
     }
 
     /// The social connection's state.
@@ -501,6 +531,7 @@ impl PrivateChat {
     /// Opens a conversation with `peer`: its state is pushed from now on. Returns the state now.
     pub async fn open_conversation(&self, peer: &str) -> Result<RecipientState, NotSent> {
         let peer = normalize_address(peer).map_err(|_| NotSent::BadRecipient(peer.to_owned()))?;
+        self.inner.rooms.reach(&peer, true).await;
         let state = recipient_state(&self.inner, &peer).await;
         let mut s = lock(&self.inner.state);
         if s.open.len() < MAX_OPEN_CONVERSATIONS || s.open.contains(&peer) {
@@ -513,6 +544,7 @@ impl PrivateChat {
     /// Stops pushing `peer`'s state (unless they are a friend).
     pub fn close_conversation(&self, peer: &str) {
         if let Ok(peer) = normalize_address(peer) {
+            self.inner.rooms.closed(&peer);
             let mut s = lock(&self.inner.state);
             s.open.remove(&peer);
             if !s.view.as_ref().is_some_and(|v| v.friends.contains(&peer)) {
@@ -535,6 +567,7 @@ impl PrivateChat {
             .rules
             .check(to, text)
             .map_err(|e| not_sent(e, to))?;
+        self.inner.rooms.reach_to_send(&checked).await;
         let state = recipient_state(&self.inner, &checked).await;
         if state != RecipientState::Connected {
             return Err(NotSent::Recipient { to: checked, state });
@@ -601,6 +634,7 @@ impl PrivateChat {
             .rules
             .reaction(to, &reaction)
             .map_err(|e| not_sent(e, to))?;
+        self.inner.rooms.reach_to_send(&out.to).await;
         let state = recipient_state(&self.inner, &out.to).await;
         if state != RecipientState::Connected {
             return Err(NotSent::Recipient { to: out.to, state });
@@ -609,8 +643,10 @@ impl PrivateChat {
     }
 
     async fn put(&self, out: &chat_core::Outgoing) -> Result<(), NotSent> {
-        self.inner
-            .room
+        let route = self.inner.rooms.find(&out.to).await;
+        self.inner.rooms.used(route.room);
+        route
+            .participant
             .send(
                 &out.payload,
                 std::slice::from_ref(&out.to),
@@ -636,7 +672,7 @@ impl PrivateChat {
     pub async fn close(self) {
         self.task.abort();
         self.inner.social.close().await;
-        self.inner.room.leave().await;
+        self.inner.rooms.leave_all().await;
     }
 }
 
@@ -652,7 +688,8 @@ fn not_sent(e: chat_core::SendError, to: &str) -> NotSent {
 
 /// `peer`'s state as seen from here (fails closed while the social view is not current).
 async fn recipient_state(inner: &Inner, peer: &str) -> RecipientState {
-    let present = inner.room.participant(peer).await;
+    let route = inner.rooms.find(peer).await;
+    let present = route.peer;
     let (my_privacy, is_friend, i_blocked, blocked_me) = {
         let s = lock(&inner.state);
         let v = s.view.as_ref();
@@ -663,7 +700,7 @@ async fn recipient_state(inner: &Inner, peer: &str) -> RecipientState {
             v.is_some_and(|v| v.blocked_by.contains(peer)),
         )
     };
-    let room_up = inner.room.state() == ConnectionState::Connected;
+    let room_up = route.participant.state() == ConnectionState::Connected;
     chat_core::recipient_state(
         my_privacy,
         chat_core::recipient::RecipientFacts {
@@ -705,10 +742,19 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut room: Events, mut social: mpsc::Receiver<SessionEvent>) {
+    async fn run(
+        mut self,
+        mut room: Events,
+        mut other_rooms: mpsc::Receiver<RoomEvent>,
+        sweep_every: std::time::Duration,
+        mut social: mpsc::Receiver<SessionEvent>,
+    ) {
         let mut social_open = true;
         let mut tick = tokio::time::interval(DELIVERY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep =
+            tokio::time::interval(sweep_every.max(std::time::Duration::from_millis(10)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => self.on_tick().await,
@@ -716,6 +762,8 @@ impl Worker {
                     Some(e) => self.on_room(e).await,
                     None => return,
                 },
+                Some(e) = other_rooms.recv() => self.on_other_room(e).await,
+                _ = sweep.tick() => self.sweep().await,
                 event = social.recv(), if social_open => match event {
                     Some(e) => self.on_social(e).await,
                     None => social_open = false,
@@ -737,13 +785,14 @@ impl Worker {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        let connected = inner.room.state() == ConnectionState::Connected;
         let now = Instant::now();
-        let (outcomes, resends) = deliveries(&inner).poll(now, connected);
+        // Whether each peer's room is connected is checked below.
+        let (outcomes, resends) = deliveries(&inner).poll(now, true);
         for resend in resends {
-            // Only to a peer in the room: LiveKit drops a packet for an absent identity, and
-            // after a reconnection the peer may not be back yet.
-            if inner.room.participant(&resend.to).await.is_none() {
+            // Only to a peer in a connected room of mine: LiveKit drops a packet for an absent
+            // identity, and after a reconnection the peer may not be back yet.
+            let route = inner.rooms.find(&resend.to).await;
+            if route.peer.is_none() || route.participant.state() != ConnectionState::Connected {
                 continue;
             }
             tracing::debug!(id = %resend.id, to = %resend.to, "no receipt yet: sending again");
@@ -800,6 +849,39 @@ impl Worker {
                 // Roster events may be among those lost: recompute everything.
                 self.update_states(&inner, None).await;
             }
+        }
+    }
+
+    /// An event of a room other than home: the same as home's, except that its connection
+    /// state is not the chat's room state (only the peers' states may change).
+    async fn on_other_room(&mut self, e: RoomEvent) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match e.event {
+            Event::ConnectionStateChanged(state) => {
+                if state == ConnectionState::Connected {
+                    // What was in flight through this room may be lost.
+                    deliveries(&inner).reconnected();
+                }
+                self.update_states(&inner, None).await
+            }
+            event => {
+                if matches!(event, Event::Data(_)) {
+                    inner.rooms.used(e.room);
+                }
+                self.on_room(event).await;
+            }
+        }
+    }
+
+    /// Leaves the idle rooms; the peers seen only there change state.
+    async fn sweep(&mut self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        if inner.rooms.sweep().await {
+            self.update_states(&inner, None).await;
         }
     }
 

@@ -1,5 +1,8 @@
 //! Domain types shared across the private-chat workspace (the "core" layer): the private
-//! message privacy setting and wallet-address normalisation. No I/O.
+//! message privacy setting, wallet-address normalisation, and the sharded rooms' names and
+//! home rooms ([`rooms`]). No I/O.
+
+pub mod rooms;
 
 use std::fmt;
 use std::str::FromStr;

@@ -25,6 +25,13 @@ pub struct GatekeeperArgs {
     #[arg(long, env = "PRIVATE_MESSAGES_ROOM_ID", default_value = gk::DEFAULT_ROOM)]
     pub room: String,
 
+    /// How many private-messages rooms the players are spread over (1 to 64; docs/sharded-rooms.md):
+    /// room 0 is PRIVATE_MESSAGES_ROOM_ID, room k is `{PRIVATE_MESSAGES_ROOM_ID}-{k}`. 1: the one
+    /// room of ADR-208.
+    #[arg(long, env = "PRIVATE_MESSAGES_ROOM_SHARDS", default_value_t = gk::DEFAULT_ROOM_SHARDS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(pchat_core::rooms::MAX_ROOM_SHARDS)))]
+    pub room_shards: u32,
+
     /// LiveKit URL handed to clients (ws:// or wss://); RoomService calls use its http(s) form.
     #[arg(long, env = "PROD_LIVEKIT_HOST")]
     pub livekit_host: String,
@@ -95,6 +102,7 @@ impl From<GatekeeperArgs> for gatekeeper::GatekeeperConfig {
             host: a.host,
             port: a.port,
             room: a.room,
+            room_shards: a.room_shards,
             livekit_host: a.livekit_host,
             livekit_api_key: a.livekit_api_key,
             livekit_api_secret: a.livekit_api_secret,
@@ -313,5 +321,24 @@ mod tests {
             format!("{:?}", social::SocialConfig::from(args)),
             format!("{:?}", social::SocialConfig::new("sqlite://x"))
         );
+    }
+    #[test]
+    fn the_room_count_is_bounded() {
+        let parse = |k: &str| {
+            Gatekeeper::try_parse_from([
+                "gatekeeper",
+                "--livekit-host=ws://127.0.0.1:7880",
+                "--livekit-api-key=k",
+                "--livekit-api-secret=s",
+                "--auth-token=t",
+                &format!("--room-shards={k}"),
+            ])
+            .map(|g| g.args.room_shards)
+        };
+        assert_eq!(parse("1").ok(), Some(1));
+        assert_eq!(parse("64").ok(), Some(64));
+        for bad in ["0", "65", "-1", "x"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -91,6 +91,21 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().next()?.parse().ok()
 }
 
+/// CPU time a process has used so far (user + system, all threads), from `/proc/<pid>/stat`;
+/// `None` where it cannot be read. The kernel reports it in clock ticks of `USER_HZ`, which the
+/// Linux ABI fixes at 100 per second on every architecture we run on (so no `sysconf` call).
+pub fn proc_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may itself hold spaces.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// This process's resident memory in KiB (0 where it cannot be read).
 pub fn rss_kib() -> u64 {
     proc_status_kib(std::process::id(), "VmRSS:").unwrap_or(0)
@@ -316,6 +331,11 @@ impl LiveKitServer {
         Ok(())
     }
 
+    /// The server process's id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Freezes the server (SIGSTOP): sockets stay open but nothing answers.
     pub fn pause(&self) -> Result<(), HarnessError> {
         self.signal("-STOP")
@@ -395,6 +415,34 @@ impl LiveKitCluster {
     /// A token for `room` valid on every node (they share the key).
     pub fn token(&self, room: &str, identity: &str, metadata: &str) -> String {
         self.nodes[0].token(room, identity, metadata)
+    }
+
+    /// Creates `room` on node `node` (LiveKit's `CreateRoom` with that node's id), instead of
+    /// leaving the placement to LiveKit's selector, which picks a random available node.
+    pub async fn create_room_on(&self, room: &str, node: usize) -> Result<(), HarnessError> {
+        let server = self
+            .nodes
+            .get(node)
+            .ok_or_else(|| HarnessError::Setup(format!("no node {node}")))?;
+        let node_id = server
+            .node_id()
+            .ok_or_else(|| HarnessError::Setup(format!("node {node} has not logged its id")))?;
+        let client = livekit_api::services::room::RoomClient::with_api_key(
+            &server.http_url(),
+            &server.api_key,
+            &server.api_secret,
+        );
+        client
+            .create_room(
+                room,
+                livekit_api::services::room::CreateRoomOptions {
+                    node_id,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| HarnessError::Setup(format!("CreateRoom {room} on node {node}: {e}")))?;
+        Ok(())
     }
 
     /// The index of the node hosting `room`, as the cluster's Redis maps it (`room_node_map`);
@@ -493,5 +541,20 @@ mod proc_status_tests {
         assert!(rss_kib() > 0);
         assert_eq!(proc_status_kib(std::process::id(), "NoSuchField:"), None);
         assert_eq!(proc_status_kib(u32::MAX, "VmRSS:"), None);
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work_and_is_none_for_no_process() {
+        let me = std::process::id();
+        let before = proc_cpu_time(me).expect("this process's CPU time");
+        // Busy for about 100 ms of CPU (the counter ticks every 10 ms).
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = proc_cpu_time(me).expect("this process's CPU time");
+        assert!(after > before, "{before:?} → {after:?}");
+        assert_eq!(proc_cpu_time(u32::MAX), None);
     }
 }

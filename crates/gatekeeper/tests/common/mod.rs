@@ -82,3 +82,14 @@ pub fn split_adapter(adapter: &str) -> (String, String) {
         .expect("access_token");
     (url.to_owned(), token.to_owned())
 }
+
+/// The social service's PATCH of `address`'s privacy to `privacy` (`all`/`only_friends`), with
+/// the right bearer token.
+pub async fn set_privacy(
+    gk: &TestGatekeeper,
+    address: &str,
+    privacy: &str,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({ "private_messages_privacy": privacy }).to_string();
+    patch_privacy(&gk.url(""), address, &body, Some(AUTH_TOKEN)).await
+}
