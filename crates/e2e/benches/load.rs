@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use chat_core::{DeliveryConfig, RecipientState, Unconfirmed};
 use e2e_tests::System;
+use e2e_tests::swarm::percentile;
 use pchat_client::private_chat::{ChatEvent, ChatEvents, PrivateChat, PrivateChatConfig};
 use rand::{Rng, SeedableRng};
 
@@ -170,14 +171,6 @@ async fn send_loop(
             Err(e) => *t.refused.entry(refusal_kind(&e)).or_default() += 1,
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> String {

@@ -71,11 +71,7 @@ async fn privacy(system: &System) {
 async fn latency_once(system: &System, label: &str) {
     let mut config = system.config();
     config.rate_limit = None;
-    let mut alice = system.player_with(config.clone()).await;
-    let mut bob = system.player_with(config).await;
-    alice
-        .expect_state(&bob.address, RecipientState::Connected)
-        .await;
+    let (alice, mut bob) = system.two_players(config).await;
     let mut samples = Vec::new();
     for i in 0..500 {
         let text = format!("m{i}");

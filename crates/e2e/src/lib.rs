@@ -96,6 +96,17 @@ impl System {
         (players, addresses)
     }
 
+    /// Two new players with `config` ([`System::player_with`]), the first seeing the second
+    /// as CONNECTED (so it can write to it).
+    pub async fn two_players(&self, config: PrivateChatConfig) -> (Player, Player) {
+        let mut first = self.player_with(config.clone()).await;
+        let second = self.player_with(config).await;
+        first
+            .expect_state(&second.address, chat_core::RecipientState::Connected)
+            .await;
+        (first, second)
+    }
+
     /// A new player with `config`, connected, with its view loaded.
     pub async fn player_with(&self, config: PrivateChatConfig) -> Player {
         Player::connect(authchain::Wallet::random(), config).await

@@ -38,22 +38,9 @@ fn quick(mut config: PrivateChatConfig, deadline: Duration) -> PrivateChatConfig
 async fn a_message_shown_is_confirmed_delivered_once() {
     let system = System::start().await;
     let config = quick(system.config(), Duration::from_secs(3));
-    let mut alice = system.player_with(config.clone()).await;
-    let mut bob = system.player_with(config).await;
-    alice
-        .expect_state(&bob.address, RecipientState::Connected)
-        .await;
+    let (mut alice, mut bob) = system.two_players(config).await;
 
-    let sent = alice.chat.send(&bob.address, "hello").await.expect("sent");
-    bob.expect_message(&alice.address, "hello").await;
-    let outcome = alice.expect("the outcome", is_outcome).await;
-    assert_eq!(
-        outcome,
-        ChatEvent::Delivered {
-            id: sent.id.clone(),
-            to: bob.address.clone()
-        }
-    );
+    delivered(&mut alice, &mut bob, "hello").await;
     assert_eq!(alice.chat.pending_deliveries(), 0);
     // Past the deadline: no second outcome, and Bob showed it once.
     let more = alice.collect_for(Duration::from_secs(4), is_outcome).await;
@@ -67,10 +54,21 @@ async fn a_message_shown_is_confirmed_delivered_once() {
     assert!(copies.is_empty(), "{copies:?}");
 
     // And the other way: Bob's reply is confirmed too.
-    let reply = bob.chat.send(&alice.address, "hi!").await.expect("sent");
-    alice.expect_message(&bob.address, "hi!").await;
-    let outcome = bob.expect("the outcome", is_outcome).await;
-    assert!(matches!(outcome, ChatEvent::Delivered { id, .. } if id == reply.id));
+    delivered(&mut bob, &mut alice, "hi!").await;
+}
+
+/// `from` sends `text` to `to`, who shows it; `from` is told it was delivered.
+async fn delivered(from: &mut Player, to: &mut Player, text: &str) {
+    let sent = from.chat.send(&to.address, text).await.expect("sent");
+    to.expect_message(&from.address, text).await;
+    let outcome = from.expect("the outcome", is_outcome).await;
+    assert_eq!(
+        outcome,
+        ChatEvent::Delivered {
+            id: sent.id,
+            to: to.address.clone()
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,10 +86,7 @@ async fn a_message_the_receivers_filter_drops_is_not_delivered() {
     alice
         .expect_state(&bob.address, RecipientState::Connected)
         .await;
-    let first = alice.chat.send(&bob.address, "before").await.expect("sent");
-    bob.expect_message(&alice.address, "before").await;
-    let outcome = alice.expect("the first outcome", is_outcome).await;
-    assert!(matches!(outcome, ChatEvent::Delivered { id, .. } if id == first.id));
+    delivered(&mut alice, &mut bob, "before").await;
 
     bob.chat
         .social()
@@ -211,22 +206,9 @@ async fn messages_in_flight_when_livekit_dies_arrive_once_or_are_reported() {
     let mut config = quick(system.config(), Duration::from_secs(15));
     config.delivery.max_resends = 10;
     config.rate_limit = None;
-    let mut alice = system.player_with(config.clone()).await;
-    let mut bob = system.player_with(config).await;
-    alice
-        .expect_state(&bob.address, RecipientState::Connected)
-        .await;
+    let (mut alice, mut bob) = system.two_players(config).await;
     // Bob is known to speak receipts from here on.
-    alice
-        .chat
-        .send(&bob.address, "warm-up")
-        .await
-        .expect("sent");
-    let outcome = alice.expect("the warm-up outcome", is_outcome).await;
-    assert!(
-        matches!(outcome, ChatEvent::Delivered { .. }),
-        "{outcome:?}"
-    );
+    delivered(&mut alice, &mut bob, "warm-up").await;
 
     let mut sent: HashMap<String, String> = HashMap::new(); // id → text
     let mut sent_at: Vec<std::time::Instant> = Vec::new();
@@ -317,11 +299,5 @@ async fn recovered(alice: &mut Player, bob: &mut Player) {
     alice
         .expect_state(&bob.address, RecipientState::Connected)
         .await;
-    let sent = alice.chat.send(&bob.address, "after").await.expect("sent");
-    bob.expect_message(&alice.address, "after").await;
-    let outcome = alice.expect("the outcome", is_outcome).await;
-    assert!(
-        matches!(&outcome, ChatEvent::Delivered { id, .. } if *id == sent.id),
-        "{outcome:?}"
-    );
+    delivered(alice, bob, "after").await;
 }

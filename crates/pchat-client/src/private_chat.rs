@@ -420,21 +420,25 @@ fn deliveries(inner: &Inner) -> std::sync::MutexGuard<'_, Deliveries> {
 /// rules already cover (a lost receipt means a resend or a NotDelivered).
 fn send_detached(inner: Arc<Inner>, to: String, payload: Vec<u8>) {
     tokio::spawn(async move {
-        let route = inner.rooms.find(&to).await;
-        inner.rooms.used(route.room);
-        if let Err(e) = route
-            .participant
-            .send(
-                &payload,
-                std::slice::from_ref(&to),
-                Some(&to),
-                Reliability::Reliable,
-            )
-            .await
-        {
+        if let Err(e) = send_to(&inner, &to, &payload).await {
             tracing::debug!(%to, error = %e, "a receipt or resend did not leave");
         }
     });
+}
+
+/// Sends `payload` reliably to `to` (the destination and the topic, as the reference client
+/// sets them) through the room `to` is found in (home when none).
+async fn send_to(
+    inner: &Inner,
+    to: &str,
+    payload: &[u8],
+) -> Result<(), livekit_participant::SendError> {
+    let route = inner.rooms.find(to).await;
+    inner.rooms.used(route.room);
+    route
+        .participant
+        .send(payload, &[to.to_owned()], Some(to), Reliability::Reliable)
+        .await
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -643,17 +647,7 @@ impl PrivateChat {
     }
 
     async fn put(&self, out: &chat_core::Outgoing) -> Result<(), NotSent> {
-        let route = self.inner.rooms.find(&out.to).await;
-        self.inner.rooms.used(route.room);
-        route
-            .participant
-            .send(
-                &out.payload,
-                std::slice::from_ref(&out.to),
-                Some(out.topic()),
-                Reliability::Reliable,
-            )
-            .await?;
+        send_to(&self.inner, &out.to, &out.payload).await?;
         Ok(())
     }
 
