@@ -3,8 +3,9 @@
 //! Start with [`private_chat::PrivateChat`]: one object for one wallet that owns the room
 //! connection and the social connection and gives the application one stream of typed events
 //! (messages, reactions, drops with their reasons, recipient states pushed as they change,
-//! friendship and block updates, connection states), with sending and the social actions on the
-//! same object. Its parts, usable alone:
+//! friendship and block updates, connection states, and for every message sent whether it was
+//! delivered: confirmed by the recipient's client, or reported not delivered with the reason),
+//! with sending and the social actions on the same object. Its parts, usable alone:
 //!
 //! - [`GatekeeperTokens`]: LiveKit credentials for the shared private-messages room, fetched from
 //!   the gatekeeper with a signed `GET /private-messages/token` (metadata
