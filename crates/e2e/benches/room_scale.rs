@@ -196,12 +196,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Bytes per participant per second received by `indices` over `window`.
-async fn bytes_rate(swarm: &Swarm, indices: &[usize], window: Duration) -> f64 {
-    let before = swarm.signal_bytes(indices.iter().copied());
-    tokio::time::sleep(window).await;
+/// Signalling received by `indices` per participant per second since `before` (a
+/// [`Swarm::signal_bytes`] reading taken `window` ago).
+fn bytes_rate(swarm: &Swarm, indices: &[usize], before: u64, window: Duration) -> f64 {
     let after = swarm.signal_bytes(indices.iter().copied());
-    (after - before) as f64 / indices.len().max(1) as f64 / window.as_secs_f64()
+    after.saturating_sub(before) as f64 / indices.len().max(1) as f64 / window.as_secs_f64()
 }
 
 async fn probe(swarm: &Swarm, to: usize, count: usize, gap: Duration, errors: &mut usize) {
@@ -294,7 +293,9 @@ async fn measure(n: usize, setup: Setup) -> Figures {
     // Rest.
     let server = CpuMeter::start(&pids);
     let bench = CpuMeter::start(&[me]);
-    f.rest_bytes = bytes_rate(&swarm, &everyone, WINDOW).await;
+    let before = swarm.signal_bytes(everyone.iter().copied());
+    tokio::time::sleep(WINDOW).await;
+    f.rest_bytes = bytes_rate(&swarm, &everyone, before, WINDOW);
     f.node_rest_cpu = server.each();
     f.rest_cpu = f.node_rest_cpu.iter().sum();
     f.bench_cpu_rest = bench.percent();
@@ -345,8 +346,7 @@ async fn measure(n: usize, setup: Setup) -> Figures {
         }
     }
     tokio::time::sleep_until((window_start + WINDOW).into()).await;
-    let after = swarm.signal_bytes(stable.iter().copied());
-    f.churn_bytes = (after - before) as f64 / stable.len().max(1) as f64 / WINDOW.as_secs_f64();
+    f.churn_bytes = bytes_rate(&swarm, &stable, before, WINDOW);
     f.node_churn_cpu = server.each();
     f.churn_cpu = f.node_churn_cpu.iter().sum();
     eprintln!(
@@ -379,8 +379,7 @@ async fn measure(n: usize, setup: Setup) -> Figures {
         }
     }
     tokio::time::sleep_until((window_start + WINDOW).into()).await;
-    let after = swarm.signal_bytes(everyone.iter().copied());
-    f.meta_bytes = (after - before) as f64 / everyone.len().max(1) as f64 / WINDOW.as_secs_f64();
+    f.meta_bytes = bytes_rate(&swarm, &everyone, before, WINDOW);
     f.meta_cpu = server.percent();
     eprintln!(
         "N={n}: metadata 1/s: server {:.1}% CPU; {:.0} B/participant/s",

@@ -14,17 +14,10 @@
 use std::time::{Duration, Instant};
 
 use chat_core::RecipientState;
+use e2e_tests::swarm::percentile;
 use e2e_tests::{Player, System};
 use pchat_client::private_chat::ChatEvent;
 use pchat_core::Privacy;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn report(what: &str, mut samples: Vec<Duration>) {
     samples.sort();

@@ -209,20 +209,6 @@ impl Swarm {
             .await
     }
 
-    /// Replaces member `i` by a fresh participant with `credentials` (after the old one left).
-    pub async fn rejoin(&mut self, i: usize, credentials: Credentials) -> Result<(), ConnectError> {
-        let Some(old) = self.members.get(i) else {
-            return Err(ConnectError::Signal(format!("no member {i}")));
-        };
-        old.participant.leave().await;
-        let identity = old.identity.clone();
-        let member = join_one(identity, credentials, self.recorder.clone())
-            .await
-            .map_err(|(_, e)| e)?;
-        self.members[i] = member;
-        Ok(())
-    }
-
     /// How many others each member at `indices` sees in its roster.
     pub async fn roster_sizes(&self, indices: impl IntoIterator<Item = usize>) -> Vec<usize> {
         let mut sizes = Vec::new();
