@@ -84,11 +84,12 @@ impl Default for DeliveryConfig {
 /// Why a sent message is reported not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unconfirmed {
-    #[error("no receipt within {waited:?} (sent again {resends} times)")]
+    #[error("no receipt within {} s (sent again {resends} times)", .waited.as_secs())]
     NoReceipt { waited: Duration, resends: u32 },
     #[error(
-        "delivery could not be confirmed within {waited:?}: the recipient has not shown that it \
-         sends receipts (it may be a reference client, which never does)"
+        "delivery could not be confirmed within {} s: the recipient has not shown that it \
+         sends receipts (it may be a reference client, which never does)",
+        .waited.as_secs()
     )]
     PeerSendsNoReceipts { waited: Duration },
     #[error("more than {max} messages were waiting for a receipt; this, the oldest, was given up")]
@@ -567,5 +568,25 @@ mod tests {
         assert!(s.contains("b", t) && s.contains("c", t));
         assert!(!s.contains("c", t + Duration::from_secs(60)), "expired");
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn reasons_read_in_whole_seconds() {
+        let late = Unconfirmed::NoReceipt {
+            waited: Duration::from_millis(10_065),
+            resends: 3,
+        };
+        assert_eq!(
+            late.to_string(),
+            "no receipt within 10 s (sent again 3 times)"
+        );
+        let silent = Unconfirmed::PeerSendsNoReceipts {
+            waited: Duration::from_millis(10_250),
+        };
+        assert!(
+            silent
+                .to_string()
+                .starts_with("delivery could not be confirmed within 10 s:")
+        );
     }
 }
