@@ -3,9 +3,11 @@
 //   node lk-participant.mjs <WS_URL> <TOKEN>
 //
 // Prints one JSON object per line on stdout:
-//   {"event":"connected","identity":…,"metadata":…,"participants":[{identity,metadata}…]}
+//   {"event":"connected","identity":…,"metadata":…,"attributes":{…},
+//    "participants":[{identity,metadata,attributes}…]}
 //   {"event":"metadata","identity":…,"metadata":…}        (any participant, including me)
-//   {"event":"joined"|"left","identity":…}
+//   {"event":"attributes","identity":…,"attributes":{…all of them…},"changed":{…}}
+//   {"event":"joined","identity":…,"metadata":…,"attributes":{…}} / {"event":"left","identity":…}
 //   {"event":"data","from":…,"topic":…,"payload":…(utf8),"payloadHex":…,"kind":…}
 //   {"event":"sent","id":…} / {"event":"error","message":…}
 // Reads commands from stdin, one JSON object per line:
@@ -36,7 +38,8 @@ setTimeout(() => finish(0), Number(process.env.LK_MAX_SECONDS ?? 120) * 1000).un
 
 room
   .on(RoomEvent.ParticipantMetadataChanged, (metadata, p) => out({ event: 'metadata', identity: p.identity, metadata }))
-  .on(RoomEvent.ParticipantConnected, (p) => out({ event: 'joined', identity: p.identity, metadata: p.metadata }))
+  .on(RoomEvent.ParticipantAttributesChanged, (changed, p) => out({ event: 'attributes', identity: p.identity, attributes: p.attributes, changed }))
+  .on(RoomEvent.ParticipantConnected, (p) => out({ event: 'joined', identity: p.identity, metadata: p.metadata, attributes: p.attributes }))
   .on(RoomEvent.ParticipantDisconnected, (p) => out({ event: 'left', identity: p.identity }))
   .on(RoomEvent.DataReceived, (payload, p, kind, topic) =>
     out({ event: 'data', from: p?.identity ?? null, topic: topic ?? null, kind, payload: Buffer.from(payload).toString('utf8'), payloadHex: Buffer.from(payload).toString('hex') })
@@ -54,7 +57,8 @@ out({
   event: 'connected',
   identity: me.identity,
   metadata: me.metadata,
-  participants: [...room.remoteParticipants.values()].map((p) => ({ identity: p.identity, metadata: p.metadata })),
+  attributes: me.attributes,
+  participants: [...room.remoteParticipants.values()].map((p) => ({ identity: p.identity, metadata: p.metadata, attributes: p.attributes })),
 })
 
 const rl = readline.createInterface({ input: process.stdin })

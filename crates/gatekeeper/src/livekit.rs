@@ -200,16 +200,22 @@ impl TokenMinter {
     /// A JWT for `identity` with its privacy in the participant metadata: join room 0,
     /// subscribe and publish data only, no media, no own-metadata updates.
     pub fn mint(&self, identity: &str, privacy: Privacy) -> Result<String, TokenError> {
-        self.mint_in(identity, privacy, 0)
+        self.mint_in(identity, privacy, 0, None)
     }
 
     /// [`TokenMinter::mint`] for room `index` (checked by the caller against
-    /// [`TokenMinter::rooms`]): the same grants and metadata in every room.
+    /// [`TokenMinter::rooms`]): the same grants and metadata in every room. With `chat_key`
+    /// (end-to-end encryption, docs/e2ee.md) the token also carries the participant attribute
+    /// `chat_key`; without it the token is exactly the reference's. The grant
+    /// `can_update_own_metadata: false` is what makes the attribute trustworthy: a client
+    /// cannot set or change its own attributes, at join or later, only this token (or the
+    /// RoomService) can.
     pub fn mint_in(
         &self,
         identity: &str,
         privacy: Privacy,
         index: u32,
+        chat_key: Option<&pchat_core::chat_key::ChatKey>,
     ) -> Result<String, TokenError> {
         let grants = VideoGrants {
             room_join: true,
@@ -220,9 +226,13 @@ impl TokenMinter {
             can_update_own_metadata: Some(false),
             ..Default::default()
         };
-        AccessToken::with_api_key(&self.api_key, &self.api_secret)
+        let mut token = AccessToken::with_api_key(&self.api_key, &self.api_secret)
             .with_identity(identity)
-            .with_metadata(&privacy.participant_metadata())
+            .with_metadata(&privacy.participant_metadata());
+        if let Some(key) = chat_key {
+            token = token.with_attributes([(pchat_core::chat_key::ATTRIBUTE, key.to_hex())]);
+        }
+        token
             .with_grants(grants)
             .with_ttl(self.ttl)
             .to_jwt()

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub privacy_fallbacks: Family<ReasonLabels, Counter>,
     pub tokens_issued: Counter,
+    /// Tokens that carry an end-to-end encryption session key (attribute `chat_key`).
+    pub tokens_with_chat_key: Counter,
+    /// Token requests refused because the signed metadata's `chat_key` is not a key.
+    pub bad_chat_keys: Counter,
     pub denied: Counter,
     pub denylist_size: Gauge,
     pub denylist_refresh_failures: Counter,
@@ -85,6 +89,18 @@ impl Metrics {
             "LiveKit tokens minted",
             tokens_issued.clone(),
         );
+        let tokens_with_chat_key = Counter::default();
+        registry.register(
+            "tokens_with_chat_key",
+            "LiveKit tokens minted with an end-to-end encryption session key (attribute chat_key)",
+            tokens_with_chat_key.clone(),
+        );
+        let bad_chat_keys = Counter::default();
+        registry.register(
+            "bad_chat_keys",
+            "Token requests refused because the signed metadata's chat_key is not 64 lower-case hex digits",
+            bad_chat_keys.clone(),
+        );
         let denied = Counter::default();
         registry.register(
             "denylisted_requests",
@@ -124,6 +140,8 @@ impl Metrics {
             auth_failures,
             privacy_fallbacks,
             tokens_issued,
+            tokens_with_chat_key,
+            bad_chat_keys,
             denied,
             denylist_size,
             denylist_refresh_failures,

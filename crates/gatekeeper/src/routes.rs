@@ -188,6 +188,13 @@ async fn token(
         .authenticate(&headers, method.as_str(), uri.path())
         .await?;
     let address = verified.address;
+    // The session key of end-to-end encryption, if the client sent one: part of the signed
+    // metadata, so it is the wallet's (docs/e2ee.md). Checked, copied into the token, never kept.
+    let chat_key =
+        pchat_core::chat_key::ChatKey::from_metadata(&verified.metadata).map_err(|e| {
+            state.metrics.bad_chat_keys.inc();
+            ApiError::bad_request(e.to_string())
+        })?;
     let rooms = state.tokens.rooms();
     let index = match &room {
         None => 0,
@@ -221,7 +228,7 @@ async fn token(
 
     let jwt = state
         .tokens
-        .mint_in(&address, privacy, index)
+        .mint_in(&address, privacy, index, chat_key.as_ref())
         .map_err(|e| {
             tracing::error!(error = %e, "token minting failed");
             ApiError::new(
@@ -230,7 +237,10 @@ async fn token(
             )
         })?;
     state.metrics.tokens_issued.inc();
-    tracing::debug!(%address, %privacy, room = index, "token issued");
+    if chat_key.is_some() {
+        state.metrics.tokens_with_chat_key.inc();
+    }
+    tracing::debug!(%address, %privacy, room = index, e2ee = chat_key.is_some(), "token issued");
     let adapter = match adapter_url {
         Some(url) => crate::livekit::TokenMinter::adapter_at(url, &jwt),
         None => state.tokens.adapter(&jwt),

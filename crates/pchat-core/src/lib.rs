@@ -1,7 +1,9 @@
 //! Domain types shared across the private-chat workspace (the "core" layer): the private
 //! message privacy setting, wallet-address normalisation, and the sharded rooms' names and
-//! home rooms ([`rooms`]). No I/O.
+//! home rooms ([`rooms`]), and the published form of an end-to-end encryption session key
+//! ([`chat_key`]). No I/O.
 
+pub mod chat_key;
 pub mod rooms;
 
 use std::fmt;
