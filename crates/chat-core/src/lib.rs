@@ -5,6 +5,8 @@
 //!   reaction (`ChatReaction`) in the same packet.
 //! - [`reaction`]: reactions as the reference client builds them: message ids, the removal
 //!   encoding, and the bounded memory that drops repeats.
+//! - [`e2ee`]: our extension, end-to-end encryption between our clients: session keys, HPKE
+//!   auth-mode contexts per pair of sessions, sealed messages and reactions.
 //! - [`delivery`]: our extension, delivery receipts: the sender's messages waiting for one
 //!   (resent, then given up, all bounded) and the receiver's memory of messages shown.
 //! - [`ole`]: the `Chat.timestamp` format, an OLE Automation date.
@@ -23,6 +25,7 @@
 pub mod delivery;
 pub mod display;
 pub mod drops;
+pub mod e2ee;
 pub mod filter;
 pub mod ole;
 pub mod outgoing;
@@ -32,6 +35,7 @@ pub mod recipient;
 
 pub use delivery::{Deliveries, DeliveryConfig, Outcome, SeenMessages, Unconfirmed};
 pub use drops::{DropCounter, DropKind, DropSummary};
+pub use e2ee::{E2ee, OpenError, Protection, SealError, SessionKey};
 pub use filter::{Accepted, Filter, Incoming, RateLimit, Rejected, SocialView};
 pub use outgoing::{Outgoing, SendError, SendRules};
 pub use packet::{ChatMessage, PROTOCOL_VERSION, PacketError, Payload};

@@ -28,6 +28,15 @@
 //! The flag costs 3 bytes ([`RECEIPT_FLAG_BYTES`]): a text longer than
 //! [`MAX_TEXT_BYTES_WITH_RECEIPT`] bytes goes without it (see [`encode_message`]). What the
 //! receipts are for, and their bounds: [`crate::delivery`].
+//!
+//! ## Our extension: end-to-end encryption
+//!
+//! - `Packet.encrypted = 1002`: [`Encrypted`], a message or reaction sealed for one recipient
+//!   (the format and its keys: [`crate::e2ee`], docs/e2ee.md). Same number block as the
+//!   receipts (1000+, far from upstream's sequential 1-17; 1002 still has a 2-byte tag, as
+//!   every number up to 2047, which matters for the per-message overhead). A reference client
+//!   decodes it as a `Packet` with no message and shows nothing; our SDK only sends it to peers
+//!   that published a key, i.e. to our own clients.
 
 use std::time::SystemTime;
 
@@ -63,7 +72,7 @@ pub const MAX_RECEIPT_ID_BYTES: usize = 128;
 /// `receipt` (see the module docs).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Packet {
-    #[prost(oneof = "PacketMessage", tags = "5, 15, 1001")]
+    #[prost(oneof = "PacketMessage", tags = "5, 15, 1001, 1002")]
     pub message: Option<PacketMessage>,
     #[prost(uint32, tag = "11")]
     pub protocol_version: u32,
@@ -79,6 +88,30 @@ pub enum PacketMessage {
     /// Our extension (not in `@dcl/protocol`): the receiver confirms a message.
     #[prost(message, tag = "1001")]
     Receipt(Receipt),
+    /// Our extension (not in `@dcl/protocol`): a chat or reaction packet sealed for its
+    /// recipient ([`crate::e2ee`]).
+    #[prost(message, tag = "1002")]
+    Encrypted(Encrypted),
+}
+
+/// Our extension: a `Packet` (its `chat` or `chat_reaction`) sealed for one recipient. See
+/// [`crate::e2ee`] for the keys, the nonce and the associated data.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Encrypted {
+    /// The HPKE encapsulated key (32 bytes) of the sender's context for this recipient.
+    #[prost(bytes = "vec", tag = "1")]
+    pub enc: Vec<u8>,
+    /// The message's number in that context (the AEAD nonce is derived from it).
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// The `Chat.timestamp` (OLE date), or the send time of a reaction: outside the ciphertext
+    /// so that the associated data binds it (with the message id derived from it).
+    #[prost(double, tag = "3")]
+    pub timestamp: f64,
+    /// ChaCha20-Poly1305 of the inner `Packet` (without its version and the chat's timestamp),
+    /// with the 16-byte tag at the end.
+    #[prost(bytes = "vec", tag = "4")]
+    pub ciphertext: Vec<u8>,
 }
 
 /// Our extension: the confirmation that a message asking for one was shown.
@@ -136,6 +169,8 @@ pub enum PacketError {
     BadReaction(#[from] crate::reaction::ReactionError),
     #[error("a receipt whose message id is empty or over {MAX_RECEIPT_ID_BYTES} bytes")]
     BadReceipt,
+    #[error("an encrypted packet, to be opened first")]
+    Encrypted,
 }
 
 /// What a received payload holds.
@@ -221,6 +256,7 @@ fn check_receipt_id(id: &str) -> Result<(), PacketError> {
 pub fn decode(payload: &[u8]) -> Result<ChatMessage, PacketError> {
     match decode_packet(payload)? {
         Some(PacketMessage::Chat(chat)) => chat_message(chat),
+        Some(PacketMessage::Encrypted(_)) => Err(PacketError::Encrypted),
         Some(PacketMessage::ChatReaction(_) | PacketMessage::Receipt(_)) | None => {
             Err(PacketError::NotChat)
         }
@@ -241,6 +277,7 @@ pub fn encode_reaction(reaction: &crate::reaction::Reaction) -> Result<Vec<u8>, 
 pub fn decode_reaction(payload: &[u8]) -> Result<crate::reaction::Reaction, PacketError> {
     match decode_packet(payload)? {
         Some(PacketMessage::ChatReaction(r)) => Ok(crate::reaction::Reaction::from_wire(r)?),
+        Some(PacketMessage::Encrypted(_)) => Err(PacketError::Encrypted),
         Some(PacketMessage::Chat(_) | PacketMessage::Receipt(_)) | None => {
             Err(PacketError::Unsupported)
         }
@@ -265,13 +302,23 @@ pub fn decode_payload(payload: &[u8]) -> Result<Payload, PacketError> {
             check_receipt_id(&r.message_id)?;
             Ok(Payload::Receipt(r.message_id))
         }
+        Some(PacketMessage::Encrypted(_)) => Err(PacketError::Encrypted),
         None => Err(PacketError::Unsupported),
     }
 }
 
+/// Whether `payload` is a version-100 packet carrying our [`Encrypted`] (to be opened with
+/// [`crate::e2ee::E2ee::open`] before it is judged).
+pub fn is_encrypted(payload: &[u8]) -> bool {
+    matches!(
+        decode_packet(payload),
+        Ok(Some(PacketMessage::Encrypted(_)))
+    )
+}
+
 /// The variant of a version-100 packet (`None`: another kind, e.g. a position, whose variant is
 /// an unknown field here).
-fn decode_packet(payload: &[u8]) -> Result<Option<PacketMessage>, PacketError> {
+pub(crate) fn decode_packet(payload: &[u8]) -> Result<Option<PacketMessage>, PacketError> {
     let packet = Packet::decode(payload).map_err(|e| PacketError::Undecodable(e.to_string()))?;
     if packet.protocol_version != PROTOCOL_VERSION {
         return Err(PacketError::WrongVersion(packet.protocol_version));

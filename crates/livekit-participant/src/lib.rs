@@ -119,6 +119,9 @@ pub enum Event {
         participant: RemoteParticipant,
         previous: String,
     },
+    /// A participant's attributes changed, its metadata did not (see
+    /// [`RosterEvent::AttributesChanged`]).
+    AttributesChanged(RemoteParticipant),
     ConnectionStateChanged(ConnectionState),
     /// The application read too slowly: `dropped` events that arrived here were dropped (the
     /// queue was full, see the crate docs' "Bounds"). Also counted in
@@ -140,6 +143,7 @@ impl From<RosterEvent> for Event {
                 participant,
                 previous,
             },
+            RosterEvent::AttributesChanged(p) => Event::AttributesChanged(p),
         }
     }
 }

@@ -27,13 +27,13 @@ pub(crate) fn event_size(event: &Event) -> usize {
         Event::Data(p) => {
             p.sender.len() + p.topic.as_ref().map_or(0, String::len) + p.payload.len()
         }
-        Event::ParticipantJoined(p) | Event::ParticipantLeft(p) => {
-            p.identity.len() + p.sid.len() + p.metadata.len()
+        Event::ParticipantJoined(p) | Event::ParticipantLeft(p) | Event::AttributesChanged(p) => {
+            p.heap_bytes()
         }
         Event::MetadataChanged {
             participant: p,
             previous,
-        } => p.identity.len() + p.sid.len() + p.metadata.len() + previous.len(),
+        } => p.heap_bytes() + previous.len(),
         Event::ConnectionStateChanged(_) | Event::Lagged { .. } => 0,
     };
     std::mem::size_of::<Event>() + heap

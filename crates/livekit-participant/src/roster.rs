@@ -4,12 +4,13 @@
 //! Bounded ([`RosterLimits`]): at most `max_participants` entries (default
 //! [`MAX_PARTICIPANTS`]); identities over [`MAX_IDENTITY_BYTES`] or sids over [`MAX_SID_BYTES`]
 //! are not listed; metadata over `max_metadata_bytes` (default [`MAX_METADATA_BYTES`]) is kept
-//! as an empty string. Each refusal is counted ([`Roster::take_counts`]). So the roster holds at
-//! most `max_participants × (identity + sid + metadata limits + ~150 bytes)`: about 70 MiB with
-//! the defaults in the worst case, about 11 MiB for 50,000 Decentraland wallets (42-byte
-//! identities, ~45-byte privacy metadata).
+//! as an empty string, and attributes over `max_metadata_bytes` in all (keys and values) are kept
+//! as none. Each refusal is counted ([`Roster::take_counts`]). So the roster holds at most
+//! `max_participants × (identity + sid + 2 × metadata limit + ~200 bytes)`: about 120 MiB
+//! with the defaults in the worst case, about 16 MiB for 50,000 Decentraland wallets (42-byte
+//! identities, ~45-byte privacy metadata, a 72-byte `chat_key` attribute).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use livekit_protocol::ParticipantInfo;
 use livekit_protocol::participant_info::State;
@@ -45,7 +46,7 @@ impl Default for RosterLimits {
 pub struct RosterCounts {
     /// Participants not listed: the roster was full, or the identity or sid was too long.
     pub not_listed: u64,
-    /// Metadata over the limit, kept as `""`.
+    /// Metadata over the limit, kept as `""`, or attributes over it, kept as none.
     pub metadata_cut: u64,
 }
 
@@ -75,12 +76,16 @@ pub struct RemoteParticipant {
     pub identity: String,
     pub sid: String,
     pub metadata: String,
+    /// The participant's attributes (LiveKit `ParticipantInfo.attributes`), set by its token
+    /// or by the server's RoomService; e.g. the end-to-end encryption key `chat_key`.
+    pub attributes: BTreeMap<String, String>,
     pub state: PresenceState,
     pub version: u32,
 }
 
 impl RemoteParticipant {
     fn from_info(info: &ParticipantInfo, max_metadata: usize) -> Self {
+        let attribute_bytes: usize = info.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
         RemoteParticipant {
             identity: info.identity.clone(),
             sid: info.sid.clone(),
@@ -89,9 +94,34 @@ impl RemoteParticipant {
             } else {
                 info.metadata.clone()
             },
+            attributes: if attribute_bytes > max_metadata {
+                BTreeMap::new()
+            } else {
+                info.attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            },
             state: PresenceState::from_proto(info.state),
             version: info.version,
         }
+    }
+
+    /// One attribute's value.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// Bytes this entry owns on the heap (for queue accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.identity.len()
+            + self.sid.len()
+            + self.metadata.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
     }
 }
 
@@ -104,6 +134,10 @@ pub enum RosterEvent {
         participant: RemoteParticipant,
         previous: String,
     },
+    /// The attributes changed and the metadata did not (when both change, the event is
+    /// [`RosterEvent::MetadataChanged`], whose participant carries the new attributes). A new
+    /// session of the same identity (a reconnection) with other attributes is one too.
+    AttributesChanged(RemoteParticipant),
 }
 
 /// The other participants, by identity.
@@ -163,7 +197,8 @@ impl Roster {
             return None;
         }
         let incoming = RemoteParticipant::from_info(info, self.limits.max_metadata_bytes);
-        let cut = incoming.metadata.len() != info.metadata.len();
+        let cut = incoming.metadata.len() != info.metadata.len()
+            || incoming.attributes.len() != info.attributes.len();
         match self.by_identity.get(&info.identity) {
             None => {
                 if incoming.state == PresenceState::Disconnected {
@@ -200,12 +235,19 @@ impl Roster {
                     self.counts.metadata_cut += 1;
                 }
                 let previous = current.metadata.clone();
+                let attributes_changed = current.attributes != incoming.attributes;
                 self.by_identity
                     .insert(incoming.identity.clone(), incoming.clone());
-                (previous != incoming.metadata).then_some(RosterEvent::MetadataChanged {
-                    participant: incoming,
-                    previous,
-                })
+                if previous != incoming.metadata {
+                    Some(RosterEvent::MetadataChanged {
+                        participant: incoming,
+                        previous,
+                    })
+                } else if attributes_changed {
+                    Some(RosterEvent::AttributesChanged(incoming))
+                } else {
+                    None
+                }
             }
         }
     }
@@ -230,6 +272,9 @@ impl Roster {
                         participant: new.clone(),
                         previous: old.metadata.clone(),
                     })
+                }
+                Some(new) if new.attributes != old.attributes => {
+                    events.push(RosterEvent::AttributesChanged(new.clone()))
                 }
                 Some(_) => {}
             }
@@ -263,6 +308,46 @@ mod tests {
             metadata: metadata.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn attributes_are_kept_bounded_and_their_changes_reported() {
+        let with = |sid: &str, version: u32, key: &str| ParticipantInfo {
+            attributes: [("chat_key".to_owned(), key.to_owned())].into(),
+            ..info("0xa", sid, version, State::Active, "{}")
+        };
+        let mut r = Roster::new("me");
+        let Some(RosterEvent::Joined(p)) = r.apply(&with("PA_1", 1, "k1")) else {
+            panic!("joined")
+        };
+        assert_eq!(p.attribute("chat_key"), Some("k1"));
+        // Same metadata, new attributes: an attributes change.
+        let Some(RosterEvent::AttributesChanged(p)) = r.apply(&with("PA_1", 2, "k2")) else {
+            panic!("attributes changed")
+        };
+        assert_eq!(p.attribute("chat_key"), Some("k2"));
+        assert_eq!(r.apply(&with("PA_1", 3, "k2")), None);
+        // A reconnection (new sid) with a new key is one too.
+        let Some(RosterEvent::AttributesChanged(p)) = r.apply(&with("PA_2", 1, "k3")) else {
+            panic!("new session, new key")
+        };
+        assert_eq!(
+            (p.sid.as_str(), p.attribute("chat_key")),
+            ("PA_2", Some("k3"))
+        );
+        // Over the bound: kept as none, counted.
+        let big = "x".repeat(MAX_METADATA_BYTES);
+        let Some(RosterEvent::AttributesChanged(p)) = r.apply(&with("PA_2", 2, &big)) else {
+            panic!("cut")
+        };
+        assert!(p.attributes.is_empty());
+        assert_eq!(r.take_counts().metadata_cut, 1);
+        // A rebuild reports attribute changes too.
+        let events = r.rebuild("me", &[with("PA_2", 3, "k4")]);
+        assert!(
+            matches!(&events[..], [RosterEvent::AttributesChanged(p)] if p.attribute("chat_key") == Some("k4")),
+            "{events:?}"
+        );
     }
 
     #[test]
