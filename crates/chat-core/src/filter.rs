@@ -263,8 +263,8 @@ impl Filter {
 }
 
 /// The rules before the payload is read: the sender's address (normalised) if the packet may
-/// be shown.
-fn admit(view: &SocialView, packet: Incoming<'_>) -> Result<String, Rejected> {
+/// be shown. Public so that an encrypted packet is judged by them before it costs a decryption.
+pub fn admit(view: &SocialView, packet: Incoming<'_>) -> Result<String, Rejected> {
     let sender = admit_address(view, packet)?;
     if view.blocked.contains(&sender) {
         return Err(Rejected::BlockedByMe);

@@ -91,7 +91,7 @@ async fn reactions_go_both_ways_with_the_official_codec() {
     let reactions: Vec<_> = seen
         .iter()
         .filter_map(|e| match e {
-            ChatEvent::Reaction { from, reaction } => Some((from.clone(), reaction.clone())),
+            ChatEvent::Reaction { from, reaction, .. } => Some((from.clone(), reaction.clone())),
             _ => None,
         })
         .collect();

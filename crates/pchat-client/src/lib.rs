@@ -9,7 +9,8 @@
 //!
 //! - [`GatekeeperTokens`]: LiveKit credentials for the shared private-messages room, fetched from
 //!   the gatekeeper with a signed `GET /private-messages/token` (metadata
-//!   `{"signer":"dcl:explorer"}`), fresh for every (re)connection, as the reference client does.
+//!   `{"signer":"dcl:explorer"}`, plus `"chat_key"` with end-to-end encryption), fresh for every
+//!   (re)connection, as the reference client does.
 //! - [`social::SocialSession`]: the social service (dcl-rpc, through `dcl-rpc-client`) for one
 //!   wallet: the full view (settings, friends, requests, blocks both ways) kept current from the
 //!   update streams, every social action, reconnection with back-off.
@@ -117,6 +118,9 @@ pub struct GatekeeperTokens {
     /// `Some(k)`: tokens for room k of the sharded rooms (`/private-messages/token/{k}`);
     /// `None`: the reference's request, room 0.
     room: Option<u32>,
+    /// The session's public key for end-to-end encryption, sent in the signed metadata so
+    /// that the gatekeeper publishes it as the participant attribute `chat_key` (docs/e2ee.md).
+    chat_key: Option<pchat_core::chat_key::ChatKey>,
 }
 
 /// Which of the sharded rooms (docs/sharded-rooms.md) a token is for, as the gatekeeper says.
@@ -139,7 +143,22 @@ impl GatekeeperTokens {
                 .build()
                 .unwrap_or_default(),
             room: None,
+            chat_key: None,
         }
+    }
+
+    /// The same wallet's tokens, asking the gatekeeper to publish `key` as the session's
+    /// end-to-end encryption key (in every room's token).
+    pub fn with_chat_key(self, key: pchat_core::chat_key::ChatKey) -> GatekeeperTokens {
+        GatekeeperTokens {
+            chat_key: Some(key),
+            ..self
+        }
+    }
+
+    /// The key these tokens publish, if any.
+    pub fn chat_key(&self) -> Option<pchat_core::chat_key::ChatKey> {
+        self.chat_key
     }
 
     /// The same wallet's tokens for room `index` of the sharded rooms (signed path
@@ -158,39 +177,44 @@ impl GatekeeperTokens {
 
     /// One signed request for credentials, with the room they are for.
     pub async fn fetch_with_room(&self) -> Result<(Credentials, RoomInfo), TokenError> {
-        fetch(&self.http, &self.base, &self.identity, self.room).await
+        let (status, body) = self.request().await?;
+        parse_answer(&self.base, self.room, status, &body)
     }
 
     /// One signed request, answered as is: (HTTP status, body).
     pub async fn request(&self) -> Result<(u16, String), TokenError> {
-        request(&self.http, &self.base, &self.identity, self.room).await
+        let path = match self.room {
+            None => "/private-messages/token".to_owned(),
+            Some(k) => format!("/private-messages/token/{k}"),
+        };
+        let metadata = match &self.chat_key {
+            None => serde_json::json!({ "signer": "dcl:explorer" }),
+            Some(key) => serde_json::json!({
+                "signer": "dcl:explorer",
+                pchat_core::chat_key::METADATA_FIELD: key.to_hex(),
+            }),
+        };
+        let headers = self.identity.signed_fetch_headers(
+            "GET",
+            &path,
+            authchain::now_ms(),
+            &metadata.to_string(),
+        );
+        request(&self.http, &format!("{}{path}", self.base), &headers).await
     }
 }
 
 async fn request(
     http: &reqwest::Client,
-    base: &str,
-    identity: &authchain::Identity,
-    room: Option<u32>,
+    url: &str,
+    headers: &[(String, String)],
 ) -> Result<(u16, String), TokenError> {
-    let path = match room {
-        None => "/private-messages/token".to_owned(),
-        Some(k) => format!("/private-messages/token/{k}"),
-    };
-    let path = path.as_str();
-    let headers = identity.signed_fetch_headers(
-        "GET",
-        path,
-        authchain::now_ms(),
-        r#"{"signer":"dcl:explorer"}"#,
-    );
-    let url = format!("{base}{path}");
-    let mut req = http.get(&url);
-    for (k, v) in &headers {
+    let mut req = http.get(url);
+    for (k, v) in headers {
         req = req.header(k, v);
     }
     let unreachable = |source| TokenError::Unreachable {
-        url: url.clone(),
+        url: url.to_owned(),
         source,
     };
     let mut resp = req.send().await.map_err(unreachable)?;
@@ -207,13 +231,12 @@ async fn request(
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-async fn fetch(
-    http: &reqwest::Client,
+fn parse_answer(
     base: &str,
-    identity: &authchain::Identity,
     room: Option<u32>,
+    status: u16,
+    body: &str,
 ) -> Result<(Credentials, RoomInfo), TokenError> {
-    let (status, body) = request(http, base, identity, room).await?;
     if !(200..300).contains(&status) {
         return Err(TokenError::Refused {
             url: base.to_owned(),
@@ -222,7 +245,7 @@ async fn fetch(
         });
     }
     let v: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| TokenError::BadAnswer(format!("not JSON: {e}")))?;
+        serde_json::from_str(body).map_err(|e| TokenError::BadAnswer(format!("not JSON: {e}")))?;
     let adapter = v["adapter"]
         .as_str()
         .ok_or_else(|| TokenError::BadAnswer("no \"adapter\" string".into()))?;

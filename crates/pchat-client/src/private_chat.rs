@@ -53,6 +53,24 @@
 //! home room plus at most [`RoomsConfig::max_extra`] (and room 0 when kept). Messages waiting
 //! for a receipt: [`chat_core::DeliveryConfig::max_pending`]; checked every [`DELIVERY_TICK`].
 //!
+//! ## End-to-end encryption
+//!
+//! Each `PrivateChat` makes a fresh X25519 session key ([`chat_core::SessionKey`]) and sends its
+//! public half in the signed metadata of every token request, so that the gatekeeper publishes
+//! it as the participant attribute `chat_key` (docs/e2ee.md). A message or reaction to a peer
+//! whose attributes carry a key is sealed for that key ([`chat_core::e2ee`]); to a peer without
+//! one (a reference client) it goes in the reference's plaintext, unless encryption is
+//! required for that conversation ([`PrivateChat::require_encryption`], or
+//! [`PrivateChatConfig::require_encryption`] for all), in which case the send is refused
+//! ([`NotSent::EncryptionRequired`]). Every message and reaction says how it travelled
+//! ([`Protection`]: in [`Sent`], [`ChatEvent::Message`], [`ChatEvent::Reaction`]); a plaintext
+//! one from a peer that has a key is [`Protection::PlaintextFromKeyedPeer`], to be flagged.
+//! The key of every watched address is pushed as it appears, changes (the peer reconnected with
+//! a new session) or goes ([`ChatEvent::PeerKey`]). Encrypted packets that cannot be opened are
+//! dropped and counted per reason (`e2ee-…`, [`DropReason::E2ee`]); a resend of an encrypted
+//! message is sealed again for the peer's current key, never sent in clear. Receipts travel in
+//! clear (they carry only a message id).
+//!
 //! ## Sharded rooms
 //!
 //! When the gatekeeper spreads the players over several rooms, the client stays in its home
@@ -66,9 +84,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use chat_core::{
-    Accepted, ChatMessage, Deliveries, DeliveryConfig, Filter, Outcome, RateLimit, Reaction,
-    RecipientState, SendRules, SocialView, Unconfirmed,
+    Accepted, ChatMessage, Deliveries, DeliveryConfig, E2ee, Filter, Outcome, Protection,
+    RateLimit, Reaction, RecipientState, SendRules, SessionKey, SocialView, Unconfirmed,
 };
+use pchat_core::chat_key::ChatKey;
 use livekit_participant::{
     ConnectError, ConnectionState, Event, Events, IncomingPacket, Options, Participant, Reliability,
 };
@@ -112,6 +131,12 @@ pub struct PrivateChatConfig {
     pub delivery: DeliveryConfig,
     /// How the sharded rooms are used (only with more than one room; [`crate::rooms`]).
     pub rooms: RoomsConfig,
+    /// End-to-end encryption (default on): publish a session key and seal messages and
+    /// reactions for peers that published one. Off: no key, everything in plaintext.
+    pub e2ee: bool,
+    /// Refuse to send in plaintext to anyone (default off: only the conversations marked with
+    /// [`PrivateChat::require_encryption`]).
+    pub require_encryption: bool,
 }
 
 impl PrivateChatConfig {
@@ -126,6 +151,8 @@ impl PrivateChatConfig {
             room: Options::default(),
             delivery: DeliveryConfig::default(),
             rooms: RoomsConfig::default(),
+            e2ee: true,
+            require_encryption: false,
         }
     }
 }
@@ -137,6 +164,8 @@ pub enum DropReason {
     Filter(#[from] chat_core::Rejected),
     #[error("more packets arrived while the social view was loading than can be held")]
     HeldTooMany,
+    #[error(transparent)]
+    E2ee(#[from] chat_core::OpenError),
 }
 
 impl DropReason {
@@ -145,6 +174,7 @@ impl DropReason {
         use chat_core::Rejected as D;
         match self {
             DropReason::HeldTooMany => "held-too-many",
+            DropReason::E2ee(e) => e.name(),
             DropReason::Filter(d) => match d {
                 D::EmptyTopic => "no-topic",
                 D::NotForMe => "not-for-me",
@@ -200,6 +230,8 @@ pub enum ChatEvent {
         from: String,
         message: ChatMessage,
         id: String,
+        /// Whether it was encrypted end to end (flag [`Protection::PlaintextFromKeyedPeer`]).
+        protection: Protection,
     },
     /// The recipient's client confirmed that it showed my message `id` ([`Sent::id`]).
     Delivered {
@@ -218,6 +250,13 @@ pub enum ChatEvent {
     Reaction {
         from: String,
         reaction: Reaction,
+        protection: Protection,
+    },
+    /// The end-to-end encryption key a watched address publishes now (`None`: none, so messages
+    /// to it would go in plaintext). Pushed when it appears, changes (a new session) or goes.
+    PeerKey {
+        address: String,
+        key: Option<ChatKey>,
     },
     /// A packet that is not shown, and why; `count` is how many were dropped for that reason so
     /// far (for a summary; not to be shown one line each).
@@ -294,6 +333,15 @@ pub enum NotSent {
     TooLong { len: usize, limit: usize },
     #[error("cannot write to {to}: their state is {state:?}")]
     Recipient { to: String, state: RecipientState },
+    #[error(
+        "encryption is required for {to}, who has published no encryption key (a client without end-to-end encryption); nothing was sent"
+    )]
+    EncryptionRequired { to: String },
+    #[error("cannot encrypt for {to}: {reason}")]
+    Seal {
+        to: String,
+        reason: chat_core::SealError,
+    },
     #[error(transparent)]
     Rules(chat_core::SendError),
     #[error("the room refused the message: {0}")]
@@ -308,7 +356,30 @@ pub struct Sent {
     pub to: String,
     pub at: SystemTime,
     pub timestamp: f64,
+    /// Whether it left encrypted end to end ([`Protection::Encrypted`]) or in plaintext.
+    pub protection: Protection,
 }
+
+/// What a conversation's encryption looks like now ([`PrivateChat::encryption`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encryption {
+    /// The key the peer publishes now (`None`: messages to them go in plaintext).
+    pub peer_key: Option<ChatKey>,
+    /// My own session key (`None`: end-to-end encryption is off in this client).
+    pub my_key: Option<ChatKey>,
+    /// Whether a plaintext send to them is refused.
+    pub required: bool,
+}
+
+impl Encryption {
+    /// Whether a message sent now would be encrypted.
+    pub fn active(&self) -> bool {
+        self.peer_key.is_some() && self.my_key.is_some()
+    }
+}
+
+/// Most conversations marked as requiring encryption.
+pub const MAX_REQUIRED_CONVERSATIONS: usize = 10_000;
 
 pub use chat_core::message_id;
 
@@ -322,6 +393,10 @@ struct State {
     open: HashSet<String>,
     /// The last state reported per watched address.
     reported: HashMap<String, RecipientState>,
+    /// The last key reported per watched address.
+    reported_keys: HashMap<String, Option<ChatKey>>,
+    /// Conversations where a plaintext send is refused.
+    required: HashSet<String>,
     drops: HashMap<&'static str, u64>,
 }
 
@@ -376,6 +451,11 @@ struct Inner {
     deliveries: Mutex<Deliveries>,
     /// When my last message was sent (the next one is at least 1 ms later: distinct ids).
     last_sent_at: Mutex<SystemTime>,
+    /// End-to-end encryption state (`None`: off).
+    e2ee: Option<Mutex<E2ee>>,
+    /// My messages waiting for a receipt that left encrypted: resent only encrypted.
+    sealed: Mutex<HashSet<String>>,
+    require_all: bool,
 }
 
 /// A player's private chat: room + social service, one event stream.
@@ -447,6 +527,58 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn lock_set(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn lock_e2ee(e2ee: &Mutex<E2ee>) -> std::sync::MutexGuard<'_, E2ee> {
+    e2ee.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The key a participant publishes (`chat_key` attribute), if it is one.
+fn published_key(p: &livekit_participant::RemoteParticipant) -> Option<ChatKey> {
+    ChatKey::parse(p.attribute(pchat_core::chat_key::ATTRIBUTE)?).ok()
+}
+
+/// The key `peer` publishes now, from the room they are found in (`None`: absent, or no key).
+async fn peer_key(inner: &Inner, peer: &str) -> Option<ChatKey> {
+    inner.rooms.find(peer).await.peer.as_ref().and_then(published_key)
+}
+
+/// Seals the plaintext packet `payload` for `to`, whose key is `key`.
+fn seal(
+    inner: &Inner,
+    to: &str,
+    key: &ChatKey,
+    payload: &[u8],
+) -> Result<Vec<u8>, chat_core::SealError> {
+    match &inner.e2ee {
+        Some(e2ee) => lock_e2ee(e2ee).seal(&inner.me, to, key, payload, SystemTime::now()),
+        None => Err(chat_core::SealError::BadRecipientKey),
+    }
+}
+
+/// How `payload` leaves for `to`: sealed when both of us have a key, else in plaintext unless
+/// encryption is required for `to`.
+async fn protect(inner: &Inner, to: &str, payload: &[u8]) -> Result<(Vec<u8>, Protection), NotSent> {
+    let key = match inner.e2ee {
+        Some(_) => peer_key(inner, to).await,
+        None => None,
+    };
+    match key {
+        Some(key) => seal(inner, to, &key, payload)
+            .map(|sealed| (sealed, Protection::Encrypted))
+            .map_err(|reason| NotSent::Seal {
+                to: to.to_owned(),
+                reason,
+            }),
+        None if inner.require_all || lock(&inner.state).required.contains(to) => {
+            Err(NotSent::EncryptionRequired { to: to.to_owned() })
+        }
+        None => Ok((payload.to_vec(), Protection::Plaintext)),
+    }
+}
+
 impl PrivateChat {
     /// Joins the room (a token from the gatekeeper) and connects to the social service. The
     /// room must be reachable now (its error is returned); the social service may not be: its
@@ -459,7 +591,12 @@ impl PrivateChat {
         let rules = SendRules::new(config.max_chars).map_err(ConnectFailed::Config)?;
         let (social, social_events) =
             SocialSession::start(identity.clone(), SessionConfig::new(&config.social_url));
-        let tokens = GatekeeperTokens::new(&config.gatekeeper_url, identity);
+        // A fresh key pair for this session: published through the token, never stored.
+        let e2ee = config.e2ee.then(|| E2ee::new(SessionKey::generate()));
+        let mut tokens = GatekeeperTokens::new(&config.gatekeeper_url, identity);
+        if let Some(e2ee) = &e2ee {
+            tokens = tokens.with_chat_key(e2ee.public());
+        }
         let (rooms, room_events, other_rooms) = Rooms::connect(
             tokens,
             config.room.clone(),
@@ -484,11 +621,16 @@ impl PrivateChat {
                 social_current: false,
                 open: HashSet::new(),
                 reported: HashMap::new(),
+                reported_keys: HashMap::new(),
+                required: HashSet::new(),
                 drops: HashMap::new(),
             }),
             rules,
             deliveries: Mutex::new(Deliveries::new(config.delivery)),
             last_sent_at: Mutex::new(SystemTime::UNIX_EPOCH),
+            e2ee: e2ee.map(Mutex::new),
+            sealed: Mutex::new(HashSet::new()),
+            require_all: config.require_encryption,
         });
         let worker = Worker {
             inner: Arc::downgrade(&inner),
@@ -593,13 +735,19 @@ impl PrivateChat {
             .map_err(|e| not_sent(e, to))?;
         let timestamp = chat_core::ole::to_ole(at);
         let id = message_id(&self.inner.me, timestamp);
-        // Waiting before it leaves, so that a fast receipt finds it.
+        let (wire, protection) = protect(&self.inner, &out.to, &out.payload).await?;
+        // Waiting before it leaves, so that a fast receipt finds it (kept in plaintext: a
+        // resend is sealed again for the peer's key of that moment).
         if asked {
             deliveries(&self.inner).track(&id, &out.to, out.payload.clone(), Instant::now());
+            if protection.is_encrypted() {
+                lock_set(&self.inner.sealed).insert(id.clone());
+            }
         }
-        if let Err(e) = self.put(&out).await {
+        if let Err(e) = send_to(&self.inner, &out.to, &wire).await {
             deliveries(&self.inner).forget(&id);
-            return Err(e);
+            lock_set(&self.inner.sealed).remove(&id);
+            return Err(e.into());
         }
         if !asked {
             deliveries(&self.inner).unconfirmable(&id, &out.to);
@@ -609,6 +757,7 @@ impl PrivateChat {
             to: out.to,
             at,
             timestamp,
+            protection,
         })
     }
 
@@ -619,14 +768,15 @@ impl PrivateChat {
 
     /// Reacts to the message `message_id` of the conversation with `to` with the emoji at
     /// `emoji_index` of the reference client's atlas (see [`chat_core::reaction::emoji_index`]),
-    /// or takes that reaction back (`removal`). The same checks as [`PrivateChat::send`].
+    /// or takes that reaction back (`removal`). The same checks as [`PrivateChat::send`], and
+    /// the same encryption. Returns how it left.
     pub async fn react(
         &self,
         to: &str,
         message_id: &str,
         emoji_index: u16,
         removal: bool,
-    ) -> Result<(), NotSent> {
+    ) -> Result<Protection, NotSent> {
         let reaction = Reaction {
             emoji_index,
             removal,
@@ -643,12 +793,52 @@ impl PrivateChat {
         if state != RecipientState::Connected {
             return Err(NotSent::Recipient { to: out.to, state });
         }
-        self.put(&out).await
+        let (wire, protection) = protect(&self.inner, &out.to, &out.payload).await?;
+        send_to(&self.inner, &out.to, &wire).await?;
+        Ok(protection)
     }
 
-    async fn put(&self, out: &chat_core::Outgoing) -> Result<(), NotSent> {
-        send_to(&self.inner, &out.to, &out.payload).await?;
-        Ok(())
+    /// My session's public key (`None`: end-to-end encryption is off).
+    pub fn my_key(&self) -> Option<ChatKey> {
+        self.inner.e2ee.as_ref().map(|e| lock_e2ee(e).public())
+    }
+
+    /// What the conversation with `peer` looks like now: their key, mine, whether plaintext is
+    /// refused.
+    pub async fn encryption(&self, peer: &str) -> Result<Encryption, NotSent> {
+        let peer = normalize_address(peer).map_err(|_| NotSent::BadRecipient(peer.to_owned()))?;
+        Ok(Encryption {
+            peer_key: peer_key(&self.inner, &peer).await,
+            my_key: self.my_key(),
+            required: self.inner.require_all || lock(&self.inner.state).required.contains(&peer),
+        })
+    }
+
+    /// Requires encryption for the conversation with `peer` (`true`: a send that cannot be
+    /// encrypted is refused with [`NotSent::EncryptionRequired`]) or lifts it. At most
+    /// [`MAX_REQUIRED_CONVERSATIONS`] are marked; past it the mark is refused (returns `false`).
+    /// With [`PrivateChatConfig::require_encryption`] every conversation is marked anyway.
+    pub fn require_encryption(&self, peer: &str, required: bool) -> Result<bool, NotSent> {
+        let peer = normalize_address(peer).map_err(|_| NotSent::BadRecipient(peer.to_owned()))?;
+        let mut s = lock(&self.inner.state);
+        if !required {
+            s.required.remove(&peer);
+            return Ok(true);
+        }
+        if s.required.len() >= MAX_REQUIRED_CONVERSATIONS && !s.required.contains(&peer) {
+            return Ok(false);
+        }
+        s.required.insert(peer);
+        Ok(true)
+    }
+
+    /// Encryption contexts held (mine towards peers, peers' towards me): see
+    /// [`chat_core::e2ee::MAX_PAIRS`].
+    pub fn e2ee_contexts(&self) -> (usize, usize) {
+        self.inner
+            .e2ee
+            .as_ref()
+            .map_or((0, 0), |e| lock_e2ee(e).contexts())
     }
 
     /// The social service, for the social actions (request/accept/reject/cancel/delete
@@ -716,7 +906,12 @@ fn send_receipt(inner: &Arc<Inner>, to: String, id: &str) {
     }
 }
 
-fn outcome_event(outcome: Outcome) -> ChatEvent {
+/// The event for a message's outcome; its id stops being one of the sealed ones.
+fn outcome_event(inner: &Inner, outcome: Outcome) -> ChatEvent {
+    let id = match &outcome {
+        Outcome::Delivered { id, .. } | Outcome::NotDelivered { id, .. } => id,
+    };
+    lock_set(&inner.sealed).remove(id);
     match outcome {
         Outcome::Delivered { id, to } => ChatEvent::Delivered { id, to },
         Outcome::NotDelivered { id, to, reason } => ChatEvent::NotDelivered { id, to, reason },
@@ -789,12 +984,22 @@ impl Worker {
             if route.peer.is_none() || route.participant.state() != ConnectionState::Connected {
                 continue;
             }
+            let payload = if lock_set(&inner.sealed).contains(&resend.id) {
+                // Left encrypted: again encrypted, for the key the peer has now, or not at all.
+                let key = peer_key(&inner, &resend.to).await;
+                match key.map(|k| seal(&inner, &resend.to, &k, &resend.payload)) {
+                    Some(Ok(sealed)) => sealed,
+                    _ => continue,
+                }
+            } else {
+                resend.payload
+            };
             tracing::debug!(id = %resend.id, to = %resend.to, "no receipt yet: sending again");
             deliveries(&inner).resent(&resend.id, now);
-            send_detached(inner.clone(), resend.to, resend.payload);
+            send_detached(inner.clone(), resend.to, payload);
         }
         for outcome in outcomes {
-            self.emit(outcome_event(outcome)).await;
+            self.emit(outcome_event(&inner, outcome)).await;
         }
     }
 
@@ -823,10 +1028,17 @@ impl Worker {
                     self.held.push_back(packet);
                 }
             }
-            Event::ParticipantJoined(p) | Event::ParticipantLeft(p) => {
+            Event::ParticipantJoined(p) => {
                 self.update_states(&inner, Some(&p.identity)).await;
             }
-            Event::MetadataChanged { participant, .. } => {
+            Event::ParticipantLeft(p) => {
+                // That session is over: its contexts are of no more use.
+                if let (Some(e2ee), Some(key)) = (&inner.e2ee, published_key(&p)) {
+                    lock_e2ee(e2ee).forget_peer(&key);
+                }
+                self.update_states(&inner, Some(&p.identity)).await;
+            }
+            Event::MetadataChanged { participant, .. } | Event::AttributesChanged(participant) => {
                 self.update_states(&inner, Some(&participant.identity))
                     .await;
             }
@@ -879,19 +1091,62 @@ impl Worker {
         }
     }
 
-    async fn judge(&mut self, inner: &Arc<Inner>, packet: IncomingPacket) {
+    async fn judge(&mut self, inner: &Arc<Inner>, mut packet: IncomingPacket) {
         let view = lock(&inner.state).filter_view(&inner.me);
         let Some(view) = view else {
             return;
         };
+        let from = packet.sender.to_ascii_lowercase();
+        let sender_key = peer_key(inner, &from).await;
+        let protection = if chat_core::packet::is_encrypted(&packet.payload) {
+            // The social rules first: a packet that would be dropped anyway costs no decryption.
+            let opened = match chat_core::filter::admit(&view, crate::incoming(&packet)) {
+                Err(reason) => Err(DropReason::Filter(reason)),
+                Ok(_) => match &inner.e2ee {
+                    // I published no key: nobody can have sealed anything for me.
+                    None => Err(DropReason::E2ee(chat_core::OpenError::Undecryptable)),
+                    Some(e2ee) => lock_e2ee(e2ee)
+                        .open(&from, &inner.me, sender_key.as_ref(), &packet.payload)
+                        .map_err(DropReason::E2ee),
+                },
+            };
+            match opened {
+                Ok(plain) => {
+                    packet.payload = plain;
+                    Protection::Encrypted
+                }
+                Err(reason) => {
+                    if let DropReason::E2ee(e) = &reason {
+                        tracing::debug!(%from, error = %e, "an encrypted packet was refused");
+                    }
+                    let count = lock(&inner.state).count_drop(&reason);
+                    self.emit(ChatEvent::Dropped {
+                        from: packet.sender,
+                        reason,
+                        count,
+                    })
+                    .await;
+                    return;
+                }
+            }
+        } else if sender_key.is_some() {
+            Protection::PlaintextFromKeyedPeer
+        } else {
+            Protection::Plaintext
+        };
         let verdict = self
             .filter
             .check_packet(&view, crate::incoming(&packet), Instant::now());
-        let from = packet.sender.to_ascii_lowercase();
         match verdict {
             Ok(Accepted::Message(message)) => {
                 let id = message_id(&from, message.timestamp);
-                self.emit(ChatEvent::Message { from, message, id }).await;
+                self.emit(ChatEvent::Message {
+                    from,
+                    message,
+                    id,
+                    protection,
+                })
+                .await;
             }
             Ok(Accepted::MessageWithReceipt { message, id }) => {
                 deliveries(inner).peer_speaks_receipts(&from);
@@ -900,6 +1155,7 @@ impl Worker {
                         from: from.clone(),
                         message,
                         id: id.clone(),
+                        protection,
                     })
                     .await;
                 // Confirmed only once it is in the application's hands.
@@ -908,12 +1164,17 @@ impl Worker {
                 }
             }
             Ok(Accepted::Reaction(reaction)) => {
-                self.emit(ChatEvent::Reaction { from, reaction }).await;
+                self.emit(ChatEvent::Reaction {
+                    from,
+                    reaction,
+                    protection,
+                })
+                .await;
             }
             Ok(Accepted::Receipt { message_id }) => {
                 let outcome = deliveries(inner).confirm(&from, &message_id);
                 if let Some(outcome) = outcome {
-                    self.emit(outcome_event(outcome)).await;
+                    self.emit(outcome_event(inner, outcome)).await;
                 }
             }
             Err(reason) => {
@@ -1040,19 +1301,30 @@ impl Worker {
         };
         for address in candidates {
             let state = recipient_state(inner, &address).await;
-            let changed = {
+            let key = peer_key(inner, &address).await;
+            let (changed, key_changed) = {
                 let mut s = lock(&inner.state);
-                s.reported.insert(address.clone(), state) != Some(state)
+                (
+                    s.reported.insert(address.clone(), state) != Some(state),
+                    s.reported_keys.insert(address.clone(), key) != Some(key),
+                )
             };
+            if key_changed {
+                self.emit(ChatEvent::PeerKey {
+                    address: address.clone(),
+                    key,
+                })
+                .await;
+            }
             if changed {
                 self.emit(ChatEvent::RecipientState { address, state })
                     .await;
             }
         }
         if let Some(watched) = watched {
-            lock(&inner.state)
-                .reported
-                .retain(|a, _| watched.contains(a));
+            let mut s = lock(&inner.state);
+            s.reported.retain(|a, _| watched.contains(a));
+            s.reported_keys.retain(|a, _| watched.contains(a));
         }
     }
 }

@@ -17,8 +17,8 @@ use pchat_core::{Privacy, normalize_address};
 
 use crate::command::{Command, parse_command};
 use crate::sdk::{
-    ChatEvent, ConnectionState, RecipientState, SentInfo, SocialAction, SocialState, ViewSnapshot,
-    privacy_label,
+    ChatEvent, ChatKey, ConnectionState, Protection, RecipientState, SentInfo, SocialAction,
+    SocialState, ViewSnapshot, privacy_label,
 };
 
 /// Conversations kept in memory.
@@ -64,6 +64,12 @@ pub enum Action {
         message_id: String,
         emoji: String,
     },
+    /// Require (or stop requiring) encryption in the conversation with `peer`; report with
+    /// [`App::encryption_result`].
+    RequireEncryption {
+        peer: String,
+        required: bool,
+    },
     Quit,
 }
 
@@ -96,6 +102,8 @@ pub struct Line {
     pub delivery: Delivery,
     /// Emoji reactions shown after the text.
     pub reactions: Vec<String>,
+    /// Whether it travelled encrypted end to end (`None`: not known, e.g. from the history).
+    pub protection: Option<Protection>,
     /// Local sequence number of an outgoing message (for [`App::send_result`]).
     seq: Option<u64>,
 }
@@ -113,6 +121,10 @@ pub struct Conversation {
     pub last_ms: i64,
     /// Last text, when only the history's summary is loaded.
     pub preview: String,
+    /// The peer's published encryption key, once the SDK has said it (`Some(None)`: none).
+    pub key: Option<Option<ChatKey>>,
+    /// Whether plaintext is refused in this conversation (`/encrypt require`).
+    pub encryption_required: bool,
 }
 
 impl Conversation {
@@ -124,6 +136,8 @@ impl Conversation {
             state: None,
             last_ms: 0,
             preview: String::new(),
+            key: None,
+            encryption_required: false,
         }
     }
 
@@ -546,6 +560,7 @@ impl App {
                 at_ms: now,
                 delivery: Delivery::Pending,
                 reactions: Vec::new(),
+                protection: None,
                 seq: Some(seq),
             });
         }
@@ -574,6 +589,13 @@ impl App {
                     message_id,
                     emoji,
                 }]
+            }
+            Command::RequireEncryption(required) => {
+                let Some(peer) = self.open.clone() else {
+                    self.error("no conversation open: /to <address>");
+                    return Vec::new();
+                };
+                vec![Action::RequireEncryption { peer, required }]
             }
             Command::Help => {
                 self.show_help = true;
@@ -640,6 +662,7 @@ impl App {
             Ok(sent) => {
                 line.delivery = Delivery::Sent;
                 line.id = Some(sent.id);
+                line.protection = Some(sent.protection);
             }
             Err(e) => {
                 line.delivery = Delivery::NotSent(e.clone());
@@ -666,6 +689,23 @@ impl App {
                 self.info(action.describe());
             }
             Err(e) => self.error(format!("failed: {} — {e}", action.describe())),
+        }
+    }
+
+    /// The answer to [`Action::RequireEncryption`].
+    pub fn encryption_result(&mut self, peer: &str, required: bool, r: Result<(), String>) {
+        match r {
+            Ok(()) => {
+                if let Some(c) = self.conversation_mut(peer) {
+                    c.encryption_required = required;
+                }
+                self.info(if required {
+                    format!("{peer}: encryption required; a message that cannot be encrypted is not sent")
+                } else {
+                    format!("{peer}: plaintext allowed when they have no encryption key")
+                });
+            }
+            Err(e) => self.error(format!("cannot change the encryption setting: {e}")),
         }
     }
 
@@ -766,6 +806,7 @@ impl App {
                     })
                     .take(MAX_REACTIONS_PER_LINE)
                     .collect(),
+                protection: None,
                 seq: None,
             })
             .collect();
@@ -804,7 +845,12 @@ impl App {
     pub fn on_event(&mut self, event: ChatEvent, now_ms: i64) -> Vec<Action> {
         self.now_ms = now_ms;
         match event {
-            ChatEvent::Message { from, message, id } => {
+            ChatEvent::Message {
+                from,
+                message,
+                id,
+                protection,
+            } => {
                 let peer = from.to_ascii_lowercase();
                 if self.conversation_mut(&peer).is_none() {
                     self.insert_conversation(Conversation::new(peer.clone()));
@@ -821,6 +867,7 @@ impl App {
                         at_ms: now_ms,
                         delivery: Delivery::Received,
                         reactions: Vec::new(),
+                        protection: Some(protection),
                         seq: None,
                     });
                     if !is_open {
@@ -832,7 +879,8 @@ impl App {
                     return vec![Action::MarkRead { peer }];
                 }
             }
-            ChatEvent::Reaction { from, reaction } => self.on_reaction(
+            ChatEvent::PeerKey { address, key } => self.on_peer_key(&address, key),
+            ChatEvent::Reaction { from, reaction, .. } => self.on_reaction(
                 &from,
                 &reaction.message_id,
                 reaction.emoji_index,
@@ -906,6 +954,32 @@ impl App {
 
     fn conversation_mut(&mut self, peer: &str) -> Option<&mut Conversation> {
         self.conversations.iter_mut().find(|c| c.peer == peer)
+    }
+
+    /// A watched peer's published key appeared, changed (a new session) or went.
+    fn on_peer_key(&mut self, peer: &str, key: Option<ChatKey>) {
+        let is_open = self.open.as_deref() == Some(peer);
+        let Some(c) = self.conversation_mut(peer) else {
+            return;
+        };
+        let before = c.key.replace(key);
+        if !is_open {
+            return;
+        }
+        match (before.flatten(), key) {
+            (Some(old), Some(new)) if old != new => self.info(format!(
+                "{peer} has a new encryption key {} (a new session)",
+                new.fingerprint()
+            )),
+            (Some(_), None) => self.info(format!(
+                "{peer} publishes no encryption key now: messages to them go in plaintext"
+            )),
+            (None, Some(new)) if before.is_some() => self.info(format!(
+                "{peer} publishes encryption key {}: messages are encrypted",
+                new.fingerprint()
+            )),
+            _ => {}
+        }
     }
 
     fn insert_conversation(&mut self, c: Conversation) {

@@ -13,6 +13,8 @@ pub enum Command {
     Social(SocialAction),
     /// `/react <emoji>`
     React(String),
+    /// `/encrypt require|allow`: refuse plaintext in this conversation, or allow it again.
+    RequireEncryption(bool),
     Help,
     Quit,
 }
@@ -48,6 +50,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "/react <emoji>",
         "react to the last message of this conversation",
+    ),
+    (
+        "/encrypt require|allow",
+        "refuse (or allow) plaintext in this conversation",
     ),
     ("/help, /quit", "this help; leave (also Ctrl-C)"),
     ("Tab, Shift-Tab", "next / previous conversation"),
@@ -130,6 +136,14 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
                 return Err(CommandError::UnknownEmoji(emoji.chars().take(16).collect()));
             }
             Ok(Command::React(emoji.to_owned()))
+        }
+        "/encrypt" => {
+            const USAGE: &str = "/encrypt require|allow";
+            match (words.next(), words.next()) {
+                (Some("require" | "on"), None) => Ok(Command::RequireEncryption(true)),
+                (Some("allow" | "off"), None) => Ok(Command::RequireEncryption(false)),
+                _ => Err(CommandError::Usage(USAGE)),
+            }
         }
         "/help" => Ok(Command::Help),
         "/quit" | "/exit" => Ok(Command::Quit),

@@ -299,7 +299,7 @@ where
 }
 
 async fn record_incoming(h: &History, event: &ChatEvent, now: i64, app: &mut App) {
-    if let ChatEvent::Reaction { from, reaction } = event {
+    if let ChatEvent::Reaction { from, reaction, .. } = event {
         let r = pchat_history::Reaction {
             emoji_index: u32::from(reaction.emoji_index),
             mine: false,
@@ -315,7 +315,10 @@ async fn record_incoming(h: &History, event: &ChatEvent, now: i64, app: &mut App
             Err(e) => app.report_error(format!("cannot record the reaction: {e}")),
         }
     }
-    if let ChatEvent::Message { from, message, id } = event {
+    if let ChatEvent::Message {
+        from, message, id, ..
+    } = event
+    {
         let entry = pchat_history::Entry {
             id: id.clone(),
             direction: Direction::Incoming,
@@ -404,6 +407,12 @@ async fn perform<B: Backend>(
                     result,
                 }
             });
+        }
+        Action::RequireEncryption { peer, required } => {
+            let result = chat
+                .require_encryption(&peer, required)
+                .map_err(|e| e.to_string());
+            app.encryption_result(&peer, required, result);
         }
         Action::Quit => {}
     }

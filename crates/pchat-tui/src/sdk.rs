@@ -6,7 +6,8 @@
 
 use async_trait::async_trait;
 use chat_core::reaction::emoji_index;
-pub use chat_core::{ChatMessage, RecipientState};
+pub use chat_core::{ChatMessage, Protection, RecipientState};
+pub use pchat_core::chat_key::ChatKey;
 pub use livekit_participant::ConnectionState;
 use pchat_core::Privacy;
 
@@ -43,6 +44,8 @@ impl BackendError {
 pub struct SentInfo {
     /// `"{me}:{OLE timestamp}"`.
     pub id: String,
+    /// Whether it left encrypted end to end.
+    pub protection: Protection,
 }
 
 /// A social action (`/friend …`, `/block`, `/unblock`, `/privacy`).
@@ -94,6 +97,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn social(&self, action: &SocialAction) -> Result<(), BackendError>;
     /// A reaction (`emoji` as typed) on the message `message_id` of the conversation with `to`.
     async fn react(&self, to: &str, message_id: &str, emoji: &str) -> Result<(), BackendError>;
+    /// Requires encryption for the conversation with `peer` (a plaintext send is then refused),
+    /// or lifts it.
+    fn require_encryption(&self, peer: &str, required: bool) -> Result<(), BackendError> {
+        let _ = (peer, required);
+        Err(BackendError::msg("this chat has no end-to-end encryption"))
+    }
 }
 
 impl From<&pchat_client::social::FullView> for ViewSnapshot {
@@ -161,7 +170,10 @@ impl Backend for PrivateChat {
     async fn send(&self, to: &str, text: &str) -> Result<SentInfo, BackendError> {
         PrivateChat::send(self, to, text)
             .await
-            .map(|sent| SentInfo { id: sent.id })
+            .map(|sent| SentInfo {
+                id: sent.id,
+                protection: sent.protection,
+            })
             .map_err(boxed)
     }
 
@@ -185,6 +197,18 @@ impl Backend for PrivateChat {
         })?;
         PrivateChat::react(self, to, message_id, index, false)
             .await
+            .map(|_| ())
             .map_err(boxed)
+    }
+
+    fn require_encryption(&self, peer: &str, required: bool) -> Result<(), BackendError> {
+        match PrivateChat::require_encryption(self, peer, required) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BackendError::msg(format!(
+                "too many conversations require encryption (at most {})",
+                pchat_client::private_chat::MAX_REQUIRED_CONVERSATIONS
+            ))),
+            Err(e) => Err(boxed(e)),
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::app::{
 };
 use crate::command::HELP;
 use crate::display::{char_width, one_line, width};
-use crate::sdk::RecipientState;
+use crate::sdk::{Protection, RecipientState};
 
 /// Narrowest text column beside a message's prefix; narrower panes put the text under it.
 const MIN_TEXT_COLS: usize = 12;
@@ -222,6 +222,7 @@ fn message_lines(app: &App, c: &Conversation, cols: usize) -> Vec<TextLine<'stat
         for r in &line.reactions {
             text.push_str(&format!(" [{}]", safe(r)));
         }
+        let (lock, lock_style) = protection_mark(line.protection);
         let (mark, mark_style) = match &line.delivery {
             Delivery::Received => (String::new(), Style::default()),
             Delivery::Pending => (" …".to_owned(), Style::default().fg(Color::DarkGray)),
@@ -258,10 +259,44 @@ fn message_lines(app: &App, c: &Conversation, cols: usize) -> Vec<TextLine<'stat
             if i == last && !mark.is_empty() {
                 spans.push(Span::styled(mark.clone(), mark_style));
             }
+            if i == last && !lock.is_empty() {
+                spans.push(Span::styled(lock.to_owned(), lock_style));
+            }
             out.push(TextLine::from(spans));
         }
     }
     out
+}
+
+/// How a message travelled, after its delivery mark: 🔒 encrypted end to end, 🔓 plaintext
+/// (the peer has no key), a warning for plaintext from a peer that has one.
+fn protection_mark(p: Option<Protection>) -> (&'static str, Style) {
+    match p {
+        None => ("", Style::default()),
+        Some(Protection::Encrypted) => (" 🔒", Style::default().fg(Color::Green)),
+        Some(Protection::Plaintext) => (" 🔓", Style::default().fg(Color::DarkGray)),
+        Some(Protection::PlaintextFromKeyedPeer) => (
+            " ⚠ NOT ENCRYPTED although they have a key",
+            Style::default().fg(Color::Yellow),
+        ),
+    }
+}
+
+/// The conversation's encryption, for its title.
+pub fn encryption_label(c: &Conversation) -> String {
+    let required = if c.encryption_required {
+        ", required"
+    } else {
+        ""
+    };
+    match c.key {
+        None => format!("encryption …{required}"),
+        Some(Some(key)) => format!("🔒 encrypted (their key {}){required}", key.fingerprint()),
+        Some(None) if c.encryption_required => {
+            "🔓 no key: encryption required, sending refused".to_owned()
+        }
+        Some(None) => "🔓 plaintext: they have no encryption key".to_owned(),
+    }
 }
 
 fn render_conversation(app: &App, frame: &mut Frame, area: Rect) {
@@ -278,7 +313,12 @@ fn render_conversation(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let state = c.state.map_or("…", state_name);
-    let title = format!(" {} — {} ", safe(&c.peer), state);
+    let title = format!(
+        " {} — {} — {} ",
+        safe(&c.peer),
+        state,
+        encryption_label(c)
+    );
     let inner_w = area.width.saturating_sub(2) as usize;
     let inner_h = area.height.saturating_sub(2) as usize;
     let mut lines = message_lines(app, c, inner_w);

@@ -45,6 +45,7 @@ impl Backend for Fake {
         }
         Ok(SentInfo {
             id: format!("{ME}:45000.{}", text.len()),
+            protection: pchat_tui::sdk::Protection::Plaintext,
         })
     }
     fn view(&self) -> Option<ViewSnapshot> {
@@ -135,6 +136,7 @@ async fn the_loop_performs_actions_and_records_history() {
                 timestamp: 45000.5,
             },
             id: format!("{BOB}:45000.5"),
+            protection: pchat_tui::sdk::Protection::Encrypted,
         })
         .await
         .expect("event");
@@ -193,6 +195,7 @@ async fn the_loop_performs_actions_and_records_history() {
         .send(ChatEvent::Reaction {
             from: BOB.into(),
             reaction: chat_core::Reaction::add(thumbs, format!("{BOB}:45000.5"), BOB),
+            protection: pchat_tui::sdk::Protection::Encrypted,
         })
         .await
         .expect("event");

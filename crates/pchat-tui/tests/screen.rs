@@ -83,6 +83,7 @@ fn message(from: &str, text: &str, ts: f64) -> ChatEvent {
             timestamp: ts,
         },
         id: format!("{from}:{ts}"),
+        protection: pchat_tui::sdk::Protection::Plaintext,
     }
 }
 
@@ -263,6 +264,7 @@ fn sending_shows_the_delivery_status() {
         BOB,
         Ok(SentInfo {
             id: format!("{ME}:45000.5"),
+            protection: pchat_tui::sdk::Protection::Plaintext,
         }),
     );
     assert!(text(&screen(&app, 120, 20)).contains("12:00 you: hi bob ✓"));

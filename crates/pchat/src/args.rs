@@ -18,6 +18,14 @@ pub struct EndpointArgs {
     /// Social service WebSocket URL (ws or wss).
     #[arg(long, env = "PCHAT_SOCIAL_URL", default_value = DEFAULT_SOCIAL_URL, value_name = "URL")]
     pub social: String,
+    /// Turn end-to-end encryption off: publish no session key, send everything in the
+    /// reference client's plaintext (docs/e2ee.md). Default: on.
+    #[arg(long, env = "PCHAT_NO_E2EE")]
+    pub no_e2ee: bool,
+    /// Refuse to send a message in plaintext (to a peer without an encryption key). Default:
+    /// off (plaintext to such peers, shown as such).
+    #[arg(long, env = "PCHAT_REQUIRE_ENCRYPTION", conflicts_with = "no_e2ee")]
+    pub require_encryption: bool,
 }
 
 impl Default for EndpointArgs {
@@ -25,6 +33,8 @@ impl Default for EndpointArgs {
         EndpointArgs {
             gatekeeper: DEFAULT_GATEKEEPER_URL.into(),
             social: DEFAULT_SOCIAL_URL.into(),
+            no_e2ee: false,
+            require_encryption: false,
         }
     }
 }
@@ -36,6 +46,10 @@ pub struct Endpoints {
     pub gatekeeper: String,
     /// The social service's WebSocket URL.
     pub social: String,
+    /// End-to-end encryption on.
+    pub e2ee: bool,
+    /// Plaintext sends refused.
+    pub require_encryption: bool,
 }
 
 /// An endpoint that cannot be used. One line each.
@@ -78,6 +92,8 @@ impl EndpointArgs {
         Ok(Endpoints {
             gatekeeper: gatekeeper.as_str().trim_end_matches('/').to_owned(),
             social: social.as_str().to_owned(),
+            e2ee: !self.no_e2ee,
+            require_encryption: self.require_encryption,
         })
     }
 }
@@ -130,6 +146,7 @@ mod tests {
         EndpointArgs {
             gatekeeper: g.into(),
             social: s.into(),
+            ..EndpointArgs::default()
         }
     }
 

@@ -76,7 +76,10 @@ impl Player {
     }
 
     fn config(&self) -> PrivateChatConfig {
-        PrivateChatConfig::new(&self.endpoints.gatekeeper, &self.endpoints.social)
+        let mut config = PrivateChatConfig::new(&self.endpoints.gatekeeper, &self.endpoints.social);
+        config.e2ee = self.endpoints.e2ee;
+        config.require_encryption = self.endpoints.require_encryption;
+        config
     }
 
     async fn social(&self) -> Result<SocialClient, Failure> {
@@ -188,7 +191,12 @@ pub async fn send(player: &Player, to: &str, text: &str, wait: Duration) -> Resu
         Ok(sent) => {
             println!(
                 "{}",
-                json_line(&serde_json::json!({"sent": true, "to": sent.to, "id": sent.id}))
+                json_line(&serde_json::json!({
+                    "sent": true,
+                    "to": sent.to,
+                    "id": sent.id,
+                    "encrypted": sent.protection.is_encrypted(),
+                }))
             );
             // On the data channel; give it a moment on the wire before leaving.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -225,6 +233,15 @@ pub fn state_name(state: RecipientState) -> &'static str {
     }
 }
 
+/// The `protection` field of `pchat listen`'s lines.
+fn protection_name(p: chat_core::Protection) -> &'static str {
+    match p {
+        chat_core::Protection::Encrypted => "encrypted",
+        chat_core::Protection::Plaintext => "plaintext",
+        chat_core::Protection::PlaintextFromKeyedPeer => "plaintext_from_keyed_peer",
+    }
+}
+
 /// `pchat listen`: one JSON object per received message (and reaction, and friendship
 /// request) on stdout; drops summarised on stderr at most every 5 s; for `seconds` (forever if
 /// `None`) or until Ctrl-C.
@@ -257,16 +274,29 @@ pub async fn listen(player: &Player, seconds: Option<u64>) -> Result<(), Failure
             break;
         };
         let line = match event {
-            ChatEvent::Message { from, message, id } => Some(serde_json::json!({
+            ChatEvent::Message {
+                from,
+                message,
+                id,
+                protection,
+            } => Some(serde_json::json!({
                 "type": "message",
                 "from": from,
                 "text": message.text,
                 "id": id,
                 "timestamp": message.timestamp,
+                "encrypted": protection.is_encrypted(),
+                "protection": protection_name(protection),
             })),
-            ChatEvent::Reaction { from, reaction } => Some(serde_json::json!({
+            ChatEvent::Reaction {
+                from,
+                reaction,
+                protection,
+            } => Some(serde_json::json!({
                 "type": "reaction",
                 "from": from,
+                "encrypted": protection.is_encrypted(),
+                "protection": protection_name(protection),
                 "message_id": reaction.message_id,
                 "emoji_index": reaction.emoji_index,
                 "emoji": chat_core::reaction::emoji_for_index(reaction.emoji_index),
@@ -277,11 +307,28 @@ pub async fn listen(player: &Player, seconds: Option<u64>) -> Result<(), Failure
                 "from": from,
                 "message": message,
             })),
-            ChatEvent::Dropped { from, reason, .. } => {
-                if let pchat_client::private_chat::DropReason::Filter(d) = &reason
-                    && let Some(summary) = drops.record(d, &from, now)
-                {
-                    eprintln!("{summary}");
+            ChatEvent::Dropped {
+                from,
+                reason,
+                count,
+            } => {
+                match &reason {
+                    pchat_client::private_chat::DropReason::Filter(d) => {
+                        if let Some(summary) = drops.record(d, &from, now) {
+                            eprintln!("{summary}");
+                        }
+                    }
+                    // Refused encrypted packets: the first few, then every power of two.
+                    pchat_client::private_chat::DropReason::E2ee(e)
+                        if count <= 3 || count.is_power_of_two() =>
+                    {
+                        eprintln!(
+                            "an encrypted packet from {} was refused ({count} so far for {}): {e}",
+                            chat_core::display::one_line(&from),
+                            e.name()
+                        );
+                    }
+                    _ => {}
                 }
                 None
             }

@@ -29,6 +29,7 @@ fn message(from: &str, text: &str, ts: f64) -> ChatEvent {
             timestamp: ts,
         },
         id: format!("{from}:{ts}"),
+        protection: pchat_tui::sdk::Protection::Plaintext,
     }
 }
 
@@ -56,6 +57,7 @@ impl Backend for Echo {
             .await;
         Ok(SentInfo {
             id: format!("{ME}:{ts}"),
+            protection: pchat_tui::sdk::Protection::Plaintext,
         })
     }
     fn view(&self) -> Option<ViewSnapshot> {
