@@ -334,6 +334,11 @@ pub struct Options {
     /// Longest time [`Participant::send`] holds packets after a (re)join until the server has
     /// announced us to the room (default 4 s; see the crate docs). Zero: never hold.
     pub announce_wait: Duration,
+    /// Identities every packet is also addressed to (default none). For tests only: it plays
+    /// an SFU that forwards a packet to whoever it likes, e.g. to show that an eavesdropper
+    /// receives only ciphertext of end-to-end encrypted messages (docs/e2ee.md). Bounded by
+    /// the destination limit of [`Participant::send`].
+    pub copy_to: Vec<String>,
 }
 
 /// Default [`Options::announce_wait`]: LiveKit's 3 s batch interval and a margin.
@@ -355,6 +360,7 @@ impl Default for Options {
             event_queue_bytes: EVENT_QUEUE_BYTES,
             roster: RosterLimits::default(),
             announce_wait: ANNOUNCE_WAIT,
+            copy_to: Vec::new(),
         }
     }
 }
@@ -385,6 +391,7 @@ pub struct Participant {
     state: watch::Receiver<ConnectionState>,
     task: tokio::task::JoinHandle<()>,
     announce_wait: Duration,
+    copy_to: Vec<String>,
 }
 
 impl Drop for Participant {
@@ -426,6 +433,7 @@ impl Participant {
         let (first_tx, first_rx) = oneshot::channel();
         let timeout = options.connect_timeout;
         let announce_wait = options.announce_wait;
+        let copy_to = options.copy_to.clone();
         let task = tokio::spawn(supervise(
             shared.clone(),
             Box::new(source),
@@ -439,6 +447,7 @@ impl Participant {
             state: state_rx,
             task,
             announce_wait,
+            copy_to,
         };
         match tokio::time::timeout(timeout, first_rx).await {
             Ok(Ok(Ok(()))) => Ok((participant, Events(events))),
@@ -460,6 +469,13 @@ impl Participant {
         topic: Option<&str>,
         reliability: Reliability,
     ) -> Result<(), SendError> {
+        let widened;
+        let destinations = if self.copy_to.is_empty() || destinations.is_empty() {
+            destinations
+        } else {
+            widened = [destinations, &self.copy_to].concat();
+            widened.as_slice()
+        };
         packet::check_limits(payload, destinations, topic, reliability)?;
         if *self.state.borrow() != ConnectionState::Connected {
             return Err(SendError::NotConnected);

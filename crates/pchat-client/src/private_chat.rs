@@ -87,10 +87,10 @@ use chat_core::{
     Accepted, ChatMessage, Deliveries, DeliveryConfig, E2ee, Filter, Outcome, Protection,
     RateLimit, Reaction, RecipientState, SendRules, SessionKey, SocialView, Unconfirmed,
 };
-use pchat_core::chat_key::ChatKey;
 use livekit_participant::{
     ConnectError, ConnectionState, Event, Events, IncomingPacket, Options, Participant, Reliability,
 };
+use pchat_core::chat_key::ChatKey;
 use pchat_core::{Privacy, normalize_address};
 use tokio::sync::mpsc;
 
@@ -542,7 +542,13 @@ fn published_key(p: &livekit_participant::RemoteParticipant) -> Option<ChatKey> 
 
 /// The key `peer` publishes now, from the room they are found in (`None`: absent, or no key).
 async fn peer_key(inner: &Inner, peer: &str) -> Option<ChatKey> {
-    inner.rooms.find(peer).await.peer.as_ref().and_then(published_key)
+    inner
+        .rooms
+        .find(peer)
+        .await
+        .peer
+        .as_ref()
+        .and_then(published_key)
 }
 
 /// Seals the plaintext packet `payload` for `to`, whose key is `key`.
@@ -560,7 +566,11 @@ fn seal(
 
 /// How `payload` leaves for `to`: sealed when both of us have a key, else in plaintext unless
 /// encryption is required for `to`.
-async fn protect(inner: &Inner, to: &str, payload: &[u8]) -> Result<(Vec<u8>, Protection), NotSent> {
+async fn protect(
+    inner: &Inner,
+    to: &str,
+    payload: &[u8],
+) -> Result<(Vec<u8>, Protection), NotSent> {
     let key = match inner.e2ee {
         Some(_) => peer_key(inner, to).await,
         None => None,

@@ -7,9 +7,9 @@
 use async_trait::async_trait;
 use chat_core::reaction::emoji_index;
 pub use chat_core::{ChatMessage, Protection, RecipientState};
-pub use pchat_core::chat_key::ChatKey;
 pub use livekit_participant::ConnectionState;
 use pchat_core::Privacy;
+pub use pchat_core::chat_key::ChatKey;
 
 pub use pchat_client::private_chat::{ChatEvent, ChatEvents, DropReason, PrivateChat, SocialState};
 

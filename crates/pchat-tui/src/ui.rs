@@ -313,12 +313,7 @@ fn render_conversation(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let state = c.state.map_or("…", state_name);
-    let title = format!(
-        " {} — {} — {} ",
-        safe(&c.peer),
-        state,
-        encryption_label(c)
-    );
+    let title = format!(" {} — {} — {} ", safe(&c.peer), state, encryption_label(c));
     let inner_w = area.width.saturating_sub(2) as usize;
     let inner_h = area.height.saturating_sub(2) as usize;
     let mut lines = message_lines(app, c, inner_w);
