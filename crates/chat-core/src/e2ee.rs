@@ -677,6 +677,15 @@ mod tests {
             let overhead = sealed.len() - plain.len();
             assert!(overhead <= MAX_OVERHEAD, "{len}: {overhead}");
         }
+        // The longest text the send rules allow, in 3-byte characters, asking for a receipt:
+        // still one packet once sealed.
+        let widest = "€".repeat(crate::outgoing::MAX_CHARS_LIMIT);
+        let (plain, asked) = encode_message(&widest, at(), true).expect("encode");
+        assert!(asked);
+        let sealed = alice
+            .seal(ALICE, BOB, &bob.public(), &plain, at())
+            .expect("fits one packet");
+        assert!(sealed.len() <= MAX_PACKET_PAYLOAD);
         // Late in a long session the number takes more bytes.
         if let Some(p) = alice.outgoing.map.get_mut(&bob.public()) {
             p.next_seq = 1 << 34;

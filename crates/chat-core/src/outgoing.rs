@@ -10,7 +10,8 @@
 //! 155, so that what our users send fits the reference UI. It can be raised up to
 //! [`MAX_CHARS_LIMIT`], the most that always fits one packet: a UTF-16 code unit takes at most
 //! 3 bytes of UTF-8 (BMP characters take 1-3 bytes for one unit, others 4 bytes for two), and a
-//! packet carries at most [`packet::MAX_TEXT_BYTES`] bytes of text.
+//! packet carries at most [`packet::MAX_TEXT_BYTES_WITH_RECEIPT`] bytes of text with its receipt
+//! request, less [`crate::e2ee::MAX_OVERHEAD`] when it is encrypted end to end.
 
 use std::time::SystemTime;
 
@@ -21,9 +22,11 @@ use crate::reaction::{Reaction, ReactionError};
 
 /// The reference client's input limit (UTF-16 code units).
 pub const DEFAULT_MAX_CHARS: usize = 155;
-/// The highest length limit that can be configured: any text within it fits one packet
-/// (15,343 bytes / 3 = 5,114 UTF-16 code units).
-pub const MAX_CHARS_LIMIT: usize = packet::MAX_TEXT_BYTES / 3;
+/// The highest length limit that can be configured: any text within it fits one packet, asking
+/// for a receipt and encrypted end to end ((15,340 - 64) bytes / 3 = 5,092 UTF-16 code units;
+/// 5,114 before encryption, which needs up to 64 bytes more).
+pub const MAX_CHARS_LIMIT: usize =
+    (packet::MAX_TEXT_BYTES_WITH_RECEIPT - crate::e2ee::MAX_OVERHEAD) / 3;
 
 /// Why something cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,7 +223,7 @@ mod tests {
 
     #[test]
     fn the_limit_is_configurable_up_to_what_fits_a_packet() {
-        assert_eq!(MAX_CHARS_LIMIT, 5_114);
+        assert_eq!(MAX_CHARS_LIMIT, 5_092);
         assert_eq!(SendRules::new(0), Err(SendError::LimitZero));
         assert_eq!(
             SendRules::new(MAX_CHARS_LIMIT + 1),

@@ -660,3 +660,113 @@ fn pasted_text_is_one_line() {
     assert_eq!(app.input(), "one  two[2J");
     assert_clean(&screen(&app, 80, 20));
 }
+
+fn with_protection(event: ChatEvent, p: pchat_tui::sdk::Protection) -> ChatEvent {
+    match event {
+        ChatEvent::Message {
+            from, message, id, ..
+        } => ChatEvent::Message {
+            from,
+            message,
+            id,
+            protection: p,
+        },
+        other => other,
+    }
+}
+
+#[test]
+fn encryption_shows_per_message_and_per_conversation() {
+    use pchat_tui::sdk::{ChatKey, Protection};
+    let key = |b: u8| ChatKey::from_bytes([b; 32]);
+    let mut app = app();
+    open_bob(&mut app);
+    assert!(text(&screen(&app, 140, 20)).contains("encryption …"));
+
+    app.on_event(
+        ChatEvent::PeerKey {
+            address: BOB.into(),
+            key: Some(key(0x8a)),
+        },
+        NOON,
+    );
+    let s = text(&screen(&app, 140, 20));
+    assert!(s.contains("🔒 encrypted (their key 8a8a8a8a)"), "{s}");
+
+    app.on_event(
+        with_protection(message(BOB, "sealed hello", 45000.1), Protection::Encrypted),
+        NOON,
+    );
+    app.on_event(
+        with_protection(
+            message(BOB, "clear hello", 45000.2),
+            Protection::PlaintextFromKeyedPeer,
+        ),
+        NOON,
+    );
+    type_str(&mut app, "hi");
+    let actions = key_enter(&mut app);
+    let [Action::Send { seq, .. }] = actions.as_slice() else {
+        panic!("{actions:?}");
+    };
+    app.send_result(
+        *seq,
+        BOB,
+        Ok(SentInfo {
+            id: format!("{ME}:45000.5"),
+            protection: Protection::Encrypted,
+        }),
+    );
+    let s = text(&screen(&app, 140, 20));
+    assert!(s.contains("sealed hello 🔒"), "{s}");
+    assert!(
+        s.contains("clear hello ⚠ NOT ENCRYPTED although they have a key"),
+        "{s}"
+    );
+    assert!(s.contains("you: hi ✓ 🔒"), "{s}");
+
+    // Bob reconnects with a new key: said on the notice line.
+    app.on_event(
+        ChatEvent::PeerKey {
+            address: BOB.into(),
+            key: Some(key(0x3f)),
+        },
+        NOON,
+    );
+    let s = text(&screen(&app, 140, 20));
+    assert!(s.contains("has a new encryption key 3f3f3f3f"), "{s}");
+    assert!(s.contains("their key 3f3f3f3f"), "{s}");
+
+    // Bob now on a client without a key: plaintext, said in the title and the notice.
+    app.on_event(
+        ChatEvent::PeerKey {
+            address: BOB.into(),
+            key: None,
+        },
+        NOON,
+    );
+    let s = text(&screen(&app, 140, 20));
+    assert!(s.contains("🔓 plaintext: they have no encryption key"), "{s}");
+    assert!(s.contains("publishes no encryption key now"), "{s}");
+    app.on_event(message(BOB, "from the explorer", 45000.7), NOON);
+    assert!(text(&screen(&app, 140, 20)).contains("from the explorer 🔓"));
+
+    // Requiring encryption: an action, then the title says so.
+    let actions = command(&mut app, "/encrypt require");
+    assert_eq!(
+        actions,
+        vec![Action::RequireEncryption {
+            peer: BOB.into(),
+            required: true
+        }]
+    );
+    app.encryption_result(BOB, true, Ok(()));
+    let s = text(&screen(&app, 140, 20));
+    assert!(s.contains("no key: encryption required, sending refused"), "{s}");
+    assert!(command(&mut app, "/encrypt maybe").is_empty());
+    assert!(text(&screen(&app, 140, 20)).contains("usage: /encrypt require|allow"));
+}
+
+fn key_enter(app: &mut App) -> Vec<Action> {
+    key(app, KeyCode::Enter)
+}
