@@ -9,7 +9,8 @@
 //! - `seal/*`, `open/*`: each alone (`open` on packets sealed outside the timing, in order).
 //! - `first_message/*`: the first message of a new pair of sessions: the sender's HPKE
 //!   `setup_sender`, the recipient's `setup_receiver`, then the seal and the open (both sides
-//!   forget the pair before each iteration).
+//!   forget the pair before each iteration); `first_seal/*` and `first_open/*`: each side's
+//!   share of it.
 //! - `hpke_single_shot/*`: for comparison, what `e2ee` does not do: an HPKE auth-mode
 //!   `single_shot_seal` + `single_shot_open` per message (a whole setup each way per message).
 //!
@@ -74,27 +75,30 @@ impl Conversation {
         }
     }
 
-    fn seal(&mut self) -> Vec<u8> {
+    /// Seals the chat; `first`: as the first message to a new peer (the HPKE sender setup runs).
+    fn seal(&mut self, first: bool) -> Vec<u8> {
+        if first {
+            self.alice.forget_peer(&self.bob_key);
+        }
         self.alice
             .seal(ALICE, BOB, &self.bob_key, black_box(&self.plain), self.now)
             .expect("seal")
     }
 
-    fn open(&mut self, sealed: &[u8]) -> Vec<u8> {
+    /// Opens a packet; `first`: as the first from a new peer (the HPKE receiver setup runs).
+    fn open(&mut self, sealed: &[u8], first: bool) -> Vec<u8> {
+        if first {
+            self.bob.forget_peer(&self.alice_key);
+        }
         self.bob
             .open(ALICE, BOB, Some(&self.alice_key), sealed)
             .expect("open")
     }
 
-    /// One message sealed and opened; `first`: as the first of a new pair of sessions (both
-    /// sides forget the pair first, so both HPKE setups run).
+    /// One message sealed and opened; `first`: as the first of a new pair of sessions.
     fn message(&mut self, first: bool) -> Vec<u8> {
-        if first {
-            self.alice.forget_peer(&self.bob_key);
-            self.bob.forget_peer(&self.alice_key);
-        }
-        let sealed = self.seal();
-        self.open(&sealed)
+        let sealed = self.seal(first);
+        self.open(&sealed, first)
     }
 }
 
@@ -171,41 +175,42 @@ fn bench(c: &mut Criterion) {
     print_overheads(now);
     print_cpu_time(now);
 
-    for (name, first) in [("seal_open", false), ("first_message", true)] {
+    // `first_seal`/`first_open`: the sender's and the receiver's share of a new pair's setup.
+    type Step = fn(&mut Conversation, bool) -> Vec<u8>;
+    let steps: [(&str, Step, bool); 4] = [
+        ("seal_open", Conversation::message, false),
+        ("first_message", Conversation::message, true),
+        ("seal", Conversation::seal, false),
+        ("first_seal", Conversation::seal, true),
+    ];
+    for (name, step, first) in steps {
         let mut group = c.benchmark_group(name);
         for len in LENGTHS {
             let mut conversation = Conversation::new(len, now);
             group.bench_function(BenchmarkId::from_parameter(len), |b| {
-                b.iter(|| conversation.message(first))
+                b.iter(|| step(&mut conversation, first))
             });
         }
         group.finish();
     }
 
-    let mut group = c.benchmark_group("seal");
-    for len in LENGTHS {
-        let mut conversation = Conversation::new(len, now);
-        group.bench_function(BenchmarkId::from_parameter(len), |b| {
-            b.iter(|| conversation.seal())
-        });
+    for (name, first) in [("open", false), ("first_open", true)] {
+        let mut group = c.benchmark_group(name);
+        for len in LENGTHS {
+            // Both closures need the conversation (the setup seals, the timed routine opens).
+            let conversation = RefCell::new(Conversation::new(len, now));
+            // Each packet opens once (a second time is a replay): a fresh one is sealed,
+            // untimed, for each iteration; they arrive in order.
+            group.bench_function(BenchmarkId::from_parameter(len), |b| {
+                b.iter_batched_ref(
+                    || conversation.borrow_mut().seal(false),
+                    |sealed| conversation.borrow_mut().open(sealed, first),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        group.finish();
     }
-    group.finish();
-
-    let mut group = c.benchmark_group("open");
-    for len in LENGTHS {
-        // Both closures need the conversation (the setup seals, the timed routine opens).
-        let conversation = RefCell::new(Conversation::new(len, now));
-        // Each packet opens once (a second time is a replay): a fresh one is sealed, untimed,
-        // for each iteration; they arrive in order.
-        group.bench_function(BenchmarkId::from_parameter(len), |b| {
-            b.iter_batched_ref(
-                || conversation.borrow_mut().seal(),
-                |sealed| conversation.borrow_mut().open(sealed),
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    group.finish();
 
     let mut group = c.benchmark_group("hpke_single_shot");
     for len in LENGTHS {
