@@ -746,7 +746,10 @@ fn encryption_shows_per_message_and_per_conversation() {
         NOON,
     );
     let s = text(&screen(&app, 140, 20));
-    assert!(s.contains("🔓 plaintext: they have no encryption key"), "{s}");
+    assert!(
+        s.contains("🔓 plaintext: they have no encryption key"),
+        "{s}"
+    );
     assert!(s.contains("publishes no encryption key now"), "{s}");
     app.on_event(message(BOB, "from the explorer", 45000.7), NOON);
     assert!(text(&screen(&app, 140, 20)).contains("from the explorer 🔓"));
@@ -762,7 +765,10 @@ fn encryption_shows_per_message_and_per_conversation() {
     );
     app.encryption_result(BOB, true, Ok(()));
     let s = text(&screen(&app, 140, 20));
-    assert!(s.contains("no key: encryption required, sending refused"), "{s}");
+    assert!(
+        s.contains("no key: encryption required, sending refused"),
+        "{s}"
+    );
     assert!(command(&mut app, "/encrypt maybe").is_empty());
     assert!(text(&screen(&app, 140, 20)).contains("usage: /encrypt require|allow"));
 }
