@@ -2,6 +2,15 @@
 
 pub mod seeds;
 
+/// The parties of the `e2ee_open` target: fixed addresses and key material.
+pub mod e2ee_keys {
+    pub const ALICE: &str = "0x1111111111111111111111111111111111111111";
+    pub const BOB: &str = "0x2222222222222222222222222222222222222222";
+    pub const ALICE_IKM: &[u8] = b"fuzz: alice's session key ikm...";
+    pub const BOB_IKM: &[u8] = b"fuzz: bob's session key ikm.....";
+    pub const OTHER_IKM: &[u8] = b"fuzz: someone else's key ikm....";
+}
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};

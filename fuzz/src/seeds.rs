@@ -513,6 +513,35 @@ fn rfc4() {
     }
 }
 
+fn e2ee() {
+    use crate::e2ee_keys::{ALICE, ALICE_IKM, BOB, BOB_IKM};
+    use chat_core::e2ee::{E2ee, SessionKey};
+    let at = UNIX_EPOCH + Duration::from_secs(1_780_000_400);
+    let bob = SessionKey::derive(BOB_IKM).public();
+    let mut alice = E2ee::new(SessionKey::derive(ALICE_IKM));
+    let chat = chat_core::packet::encode_message("hello", at, true)
+        .expect("encode")
+        .0;
+    let reaction = chat_core::packet::encode_reaction(&chat_core::Reaction {
+        emoji_index: 7,
+        removal: false,
+        message_id: format!("{BOB}:45000.5"),
+        address: ALICE.to_owned(),
+    })
+    .expect("reaction");
+    for (i, plain) in [chat, reaction].iter().enumerate() {
+        let sealed = alice.seal(ALICE, BOB, &bob, plain, at).expect("seal");
+        for sel in [0u8, 1, 2, 0x10] {
+            let mut bytes = vec![sel];
+            bytes.extend_from_slice(&sealed);
+            write("e2ee_open", &format!("sealed-{i}-{sel:02x}"), &bytes);
+        }
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(plain);
+        write("e2ee_open", &format!("plain-{i}"), &bytes);
+    }
+}
+
 fn info(
     identity: &str,
     sid: &str,
@@ -686,6 +715,7 @@ pub fn write_if_asked(target: &str) {
         "dcl_rpc_frame" | "dcl_rpc_server_session" => dcl_rpc(),
         "social_request_payloads" => social(),
         "rfc4_packet" => rfc4(),
+        "e2ee_open" => e2ee(),
         "livekit_signal" | "livekit_data_packet" => livekit(),
         "gatekeeper_patch_body" => gatekeeper(),
         other => panic!("no seeds for {other}"),

@@ -293,7 +293,7 @@ pub fn encryption_label(c: &Conversation) -> String {
         None => format!("encryption …{required}"),
         Some(Some(key)) => format!("🔒 encrypted (their key {}){required}", key.fingerprint()),
         Some(None) if c.encryption_required => {
-            "🔓 no key: encryption required, sending refused".to_owned()
+            "🔓 no key, encryption required: not sending".to_owned()
         }
         Some(None) => "🔓 plaintext: they have no encryption key".to_owned(),
     }

@@ -766,7 +766,7 @@ fn encryption_shows_per_message_and_per_conversation() {
     app.encryption_result(BOB, true, Ok(()));
     let s = text(&screen(&app, 140, 20));
     assert!(
-        s.contains("no key: encryption required, sending refused"),
+        s.contains("no key, encryption required: not sending"),
         "{s}"
     );
     assert!(command(&mut app, "/encrypt maybe").is_empty());

@@ -1,5 +1,6 @@
 //! `pchat chat`, the product's terminal app, as a person uses it: two windows in tmux (key
-//! files made with `pchat identity new`), talking through the real system; then `/quit`.
+//! files made with `pchat identity new`), talking through the real system, encrypted end to end
+//! (the title and every line say so); then `/quit`.
 //! (The app's screens, hostile payloads and the rest are tested in `crates/pchat-tui`.)
 
 #[path = "../../pchat-tui/tests/common/mod.rs"]
@@ -55,13 +56,14 @@ async fn two_pchat_chat_windows_talk() {
         }
         ta.line("alice", &format!("/to {b2}"));
         ta.wait_for_within("alice", &format!("{b2} — CONNECTED"), 30);
+        ta.wait_for_within("alice", "— 🔒 encrypted (their key ", 30);
         ta.line("alice", "hello bob");
-        ta.wait_for("alice", "you: hello bob ✓");
+        ta.wait_for("alice", "you: hello bob ✓ 🔒");
         ta.wait_for("bob", &format!("{} (1)", short(&a2)));
         ta.line("bob", &format!("/to {a2}"));
-        ta.wait_for("bob", &format!("{}: hello bob", short(&a2)));
+        ta.wait_for("bob", &format!("{}: hello bob 🔒", short(&a2)));
         ta.line("bob", "hi alice");
-        ta.wait_for("alice", &format!("{}: hi alice", short(&b2)));
+        ta.wait_for("alice", &format!("{}: hi alice 🔒", short(&b2)));
         for name in ["alice", "bob"] {
             ta.line(name, "/quit");
         }
