@@ -35,7 +35,9 @@ fn check(roster: &Roster, events: &[RosterEvent]) {
     }
     for e in events {
         match e {
-            RosterEvent::Joined(p) | RosterEvent::MetadataChanged { participant: p, .. } => {
+            RosterEvent::Joined(p)
+            | RosterEvent::MetadataChanged { participant: p, .. }
+            | RosterEvent::AttributesChanged(p) => {
                 assert_eq!(
                     roster.get(&p.identity),
                     Some(p),

@@ -13,60 +13,15 @@ use gatekeeper::Builder;
 use livekit_api::services::room::RoomClient;
 use serde_json::Value;
 use testkit::LiveKitServer;
-use testkit::node::{self, NodeProcess};
+use testkit::node::NodeProcess;
 
 const TOKEN_PATH: &str = "/private-messages/token";
 const LIMIT: Duration = Duration::from_secs(30);
 const KEY_A: &str = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a";
 const KEY_B: &str = "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f";
 
-fn json(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-}
-
 fn with_key(key: &str) -> String {
     serde_json::json!({ "signer": "dcl:explorer", "chat_key": key }).to_string()
-}
-
-/// Headers signed by `decentraland-crypto-fetch` / `@dcl/crypto` (`legacy` or `v6` payload).
-async fn official_headers(
-    url: &str,
-    metadata: &str,
-    format: &str,
-) -> (String, Vec<(String, String)>) {
-    let out = node::run(
-        "signed-fetch.mjs",
-        &["headers", "GET", url, metadata, "", format],
-        LIMIT,
-    )
-    .await
-    .expect("signed-fetch.mjs headers");
-    let v = json(out.trim());
-    let mut headers = Vec::new();
-    let mut address = String::new();
-    for (k, val) in v.as_object().expect("object") {
-        let s = val.as_str().expect("string").to_owned();
-        if k == "address" {
-            address = s;
-        } else {
-            headers.push((k.clone(), s));
-        }
-    }
-    (address, headers)
-}
-
-/// The JWT's claims, checked against the server's secret.
-fn claims(lk: &LiveKitServer, jwt: &str) -> Value {
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_issuer(&[&lk.api_key]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-    jsonwebtoken::decode::<Value>(
-        jwt,
-        &jsonwebtoken::DecodingKey::from_secret(lk.api_secret.as_bytes()),
-        &validation,
-    )
-    .expect("a valid token")
-    .claims
 }
 
 async fn metrics(gk: &TestGatekeeper) -> String {

@@ -17,40 +17,10 @@ const TOKEN_PATH: &str = "/private-messages/token";
 const EXPLORER: &str = r#"{"signer":"dcl:explorer"}"#;
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn json(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-}
-
 async fn official_fetch(url: &str, metadata: &str) -> Value {
     node::signed_get(url, metadata, None, LIMIT)
         .await
         .expect("signed-fetch.mjs")
-}
-
-async fn official_headers(
-    url: &str,
-    metadata: &str,
-    format: &str,
-) -> (String, Vec<(String, String)>) {
-    let out = node::run(
-        "signed-fetch.mjs",
-        &["headers", "GET", url, metadata, "", format],
-        LIMIT,
-    )
-    .await
-    .expect("signed-fetch.mjs headers");
-    let v = json(out.trim());
-    let mut headers = Vec::new();
-    let mut address = String::new();
-    for (k, val) in v.as_object().expect("object") {
-        let s = val.as_str().expect("string").to_owned();
-        if k == "address" {
-            address = s;
-        } else {
-            headers.push((k.clone(), s));
-        }
-    }
-    (address, headers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

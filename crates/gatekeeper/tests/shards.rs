@@ -42,29 +42,11 @@ async fn raw_get(url: &str, headers: &[(String, String)]) -> (u16, String) {
     (status, resp.text().await.expect("body"))
 }
 
-/// The JWT's claims, checked against the server's secret.
-fn claims(lk: &LiveKitServer, jwt: &str) -> Value {
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_issuer(&[&lk.api_key]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-    jsonwebtoken::decode::<Value>(
-        jwt,
-        &jsonwebtoken::DecodingKey::from_secret(lk.api_secret.as_bytes()),
-        &validation,
-    )
-    .expect("a valid token")
-    .claims
-}
-
 fn identity() -> authchain::Identity {
     authchain::Identity::new(
         &authchain::Wallet::random(),
         chrono::Utc::now() + chrono::Duration::hours(1),
     )
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// The adapter's JWT and the claims' room, for a 200 answer.

@@ -974,6 +974,17 @@ impl Worker {
         }
     }
 
+    /// Counts a dropped packet and tells the application.
+    async fn report_drop(&self, inner: &Inner, from: String, reason: DropReason) {
+        let count = lock(&inner.state).count_drop(&reason);
+        self.emit(ChatEvent::Dropped {
+            from,
+            reason,
+            count,
+        })
+        .await;
+    }
+
     /// Sends `event` to the application; `false` if it is gone.
     async fn emit(&self, event: ChatEvent) -> bool {
         self.tx.send(event).await.is_ok()
@@ -1026,14 +1037,8 @@ impl Worker {
                     if self.held.len() >= self.held_max
                         && let Some(old) = self.held.pop_front()
                     {
-                        let reason = DropReason::HeldTooMany;
-                        let count = lock(&inner.state).count_drop(&reason);
-                        self.emit(ChatEvent::Dropped {
-                            from: old.sender,
-                            reason,
-                            count,
-                        })
-                        .await;
+                        self.report_drop(&inner, old.sender, DropReason::HeldTooMany)
+                            .await;
                     }
                     self.held.push_back(packet);
                 }
@@ -1129,13 +1134,7 @@ impl Worker {
                     if let DropReason::E2ee(e) = &reason {
                         tracing::debug!(%from, error = %e, "an encrypted packet was refused");
                     }
-                    let count = lock(&inner.state).count_drop(&reason);
-                    self.emit(ChatEvent::Dropped {
-                        from: packet.sender,
-                        reason,
-                        count,
-                    })
-                    .await;
+                    self.report_drop(inner, packet.sender, reason).await;
                     return;
                 }
             }
@@ -1192,14 +1191,8 @@ impl Worker {
                     // Shown before: the sender missed our receipt, so confirm it again.
                     send_receipt(inner, from.clone(), id);
                 }
-                let reason = DropReason::Filter(reason);
-                let count = lock(&inner.state).count_drop(&reason);
-                self.emit(ChatEvent::Dropped {
-                    from: packet.sender,
-                    reason,
-                    count,
-                })
-                .await;
+                self.report_drop(inner, packet.sender, DropReason::Filter(reason))
+                    .await;
             }
         }
     }

@@ -93,3 +93,50 @@ pub async fn set_privacy(
     let body = serde_json::json!({ "private_messages_privacy": privacy }).to_string();
     patch_privacy(&gk.url(""), address, &body, Some(AUTH_TOKEN)).await
 }
+
+/// Parses a JSON line (a test failure names the line when it is not JSON).
+pub fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+/// Signed-fetch headers for `GET url` made by the official packages (`decentraland-crypto-fetch`
+/// / `@dcl/crypto`) with `metadata`, in the `legacy` or `v6` payload format: (address, headers).
+pub async fn official_headers(
+    url: &str,
+    metadata: &str,
+    format: &str,
+) -> (String, Vec<(String, String)>) {
+    let out = testkit::node::run(
+        "signed-fetch.mjs",
+        &["headers", "GET", url, metadata, "", format],
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("signed-fetch.mjs headers");
+    let v = json(out.trim());
+    let mut headers = Vec::new();
+    let mut address = String::new();
+    for (k, val) in v.as_object().expect("object") {
+        let s = val.as_str().expect("string").to_owned();
+        if k == "address" {
+            address = s;
+        } else {
+            headers.push((k.clone(), s));
+        }
+    }
+    (address, headers)
+}
+
+/// A JWT's claims, checked against `lk`'s secret.
+pub fn claims(lk: &testkit::LiveKitServer, jwt: &str) -> serde_json::Value {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&[&lk.api_key]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        jwt,
+        &jsonwebtoken::DecodingKey::from_secret(lk.api_secret.as_bytes()),
+        &validation,
+    )
+    .expect("a valid token")
+    .claims
+}
