@@ -252,8 +252,9 @@ pub enum ChatEvent {
         reaction: Reaction,
         protection: Protection,
     },
-    /// The end-to-end encryption key a watched address publishes now (`None`: none, so messages
-    /// to it would go in plaintext). Pushed when it appears, changes (a new session) or goes.
+    /// The end-to-end encryption key a watched address publishes now (`None`: none, or
+    /// encryption is off here, so messages to it would go in plaintext). Pushed when it
+    /// appears, changes (a new session) or goes.
     PeerKey {
         address: String,
         key: Option<ChatKey>,
@@ -551,6 +552,15 @@ async fn peer_key(inner: &Inner, peer: &str) -> Option<ChatKey> {
         .and_then(published_key)
 }
 
+/// The key `peer` publishes now if this client encrypts (`None`: absent, no key, or
+/// encryption off here): what decides how a message to them travels.
+async fn usable_peer_key(inner: &Inner, peer: &str) -> Option<ChatKey> {
+    match inner.e2ee {
+        Some(_) => peer_key(inner, peer).await,
+        None => None,
+    }
+}
+
 /// Seals the plaintext packet `payload` for `to`, whose key is `key`.
 fn seal(
     inner: &Inner,
@@ -571,11 +581,7 @@ async fn protect(
     to: &str,
     payload: &[u8],
 ) -> Result<(Vec<u8>, Protection), NotSent> {
-    let key = match inner.e2ee {
-        Some(_) => peer_key(inner, to).await,
-        None => None,
-    };
-    match key {
+    match usable_peer_key(inner, to).await {
         Some(key) => seal(inner, to, &key, payload)
             .map(|sealed| (sealed, Protection::Encrypted))
             .map_err(|reason| NotSent::Seal {
@@ -1112,7 +1118,7 @@ impl Worker {
             return;
         };
         let from = packet.sender.to_ascii_lowercase();
-        let sender_key = peer_key(inner, &from).await;
+        let sender_key = usable_peer_key(inner, &from).await;
         let protection = if chat_core::packet::is_encrypted(&packet.payload) {
             // The social rules first: a packet that would be dropped anyway costs no decryption.
             let opened = match chat_core::filter::admit(&view, crate::incoming(&packet)) {
@@ -1304,7 +1310,7 @@ impl Worker {
         };
         for address in candidates {
             let state = recipient_state(inner, &address).await;
-            let key = peer_key(inner, &address).await;
+            let key = usable_peer_key(inner, &address).await;
             let (changed, key_changed) = {
                 let mut s = lock(&inner.state);
                 (

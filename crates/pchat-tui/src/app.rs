@@ -956,6 +956,14 @@ impl App {
         self.conversations.iter_mut().find(|c| c.peer == peer)
     }
 
+    /// The peer's key when its conversation was opened (silently: changes after it come as
+    /// [`ChatEvent::PeerKey`] and are announced).
+    pub fn peer_key_at_opening(&mut self, peer: &str, key: Option<ChatKey>) {
+        if let Some(c) = self.conversation_mut(peer) {
+            c.key = Some(key);
+        }
+    }
+
     /// A watched peer's published key appeared, changed (a new session) or went.
     fn on_peer_key(&mut self, peer: &str, key: Option<ChatKey>) {
         let is_open = self.open.as_deref() == Some(peer);

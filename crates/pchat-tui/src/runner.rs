@@ -159,6 +159,8 @@ enum Outcome {
     Opened {
         peer: String,
         result: Result<RecipientState, String>,
+        /// The peer's published key at opening (`None`: not known).
+        key: Option<Option<crate::sdk::ChatKey>>,
         history: Option<Result<Vec<HistoryLine>, String>>,
     },
     Social {
@@ -367,9 +369,11 @@ async fn perform<B: Backend>(
                     Some(h) => Some(load_history(&h, &peer).await),
                     None => None,
                 };
+                let key = chat.peer_key(&peer).await;
                 Outcome::Opened {
                     peer,
                     result,
+                    key,
                     history,
                 }
             });
@@ -473,8 +477,12 @@ async fn apply(app: &mut App, outcome: Outcome, history: Option<&History>) {
         Outcome::Opened {
             peer,
             result,
+            key,
             history,
         } => {
+            if let Some(key) = key {
+                app.peer_key_at_opening(&peer, key);
+            }
             match history {
                 Some(Ok(lines)) => app.load_history(&peer, lines),
                 Some(Err(e)) => app.report_error(format!("cannot read the local history: {e}")),

@@ -97,6 +97,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn social(&self, action: &SocialAction) -> Result<(), BackendError>;
     /// A reaction (`emoji` as typed) on the message `message_id` of the conversation with `to`.
     async fn react(&self, to: &str, message_id: &str, emoji: &str) -> Result<(), BackendError>;
+    /// The key `peer` publishes now (`None`: not known here; `Some(None)`: they publish none).
+    /// Later changes arrive as [`ChatEvent::PeerKey`].
+    async fn peer_key(&self, peer: &str) -> Option<Option<ChatKey>> {
+        let _ = peer;
+        None
+    }
     /// Requires encryption for the conversation with `peer` (a plaintext send is then refused),
     /// or lifts it.
     fn require_encryption(&self, peer: &str, required: bool) -> Result<(), BackendError> {
@@ -199,6 +205,12 @@ impl Backend for PrivateChat {
             .await
             .map(|_| ())
             .map_err(boxed)
+    }
+
+    async fn peer_key(&self, peer: &str) -> Option<Option<ChatKey>> {
+        let e = PrivateChat::encryption(self, peer).await.ok()?;
+        // With encryption off here, their key is of no use: shown as none.
+        Some(e.my_key.and(e.peer_key))
     }
 
     fn require_encryption(&self, peer: &str, required: bool) -> Result<(), BackendError> {

@@ -295,7 +295,7 @@ pub fn encryption_label(c: &Conversation) -> String {
         Some(None) if c.encryption_required => {
             "🔓 no key, encryption required: not sending".to_owned()
         }
-        Some(None) => "🔓 plaintext: they have no encryption key".to_owned(),
+        Some(None) => "🔓 plaintext: no encryption key".to_owned(),
     }
 }
 

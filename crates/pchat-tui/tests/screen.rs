@@ -746,10 +746,7 @@ fn encryption_shows_per_message_and_per_conversation() {
         NOON,
     );
     let s = text(&screen(&app, 140, 20));
-    assert!(
-        s.contains("🔓 plaintext: they have no encryption key"),
-        "{s}"
-    );
+    assert!(s.contains("🔓 plaintext: no encryption key"), "{s}");
     assert!(s.contains("publishes no encryption key now"), "{s}");
     app.on_event(message(BOB, "from the explorer", 45000.7), NOON);
     assert!(text(&screen(&app, 140, 20)).contains("from the explorer 🔓"));
