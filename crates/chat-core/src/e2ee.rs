@@ -521,6 +521,8 @@ impl E2ee {
                 PacketMessage::Chat(chat)
             }
             Some(PacketMessage::ChatReaction(mut r)) => {
+                // Sealed without it: the sender's (see `seal`). A reaction that had none at all
+                // gets the sender's too, the only address the receiver can vouch for.
                 if r.address.is_empty() {
                     r.address = sender.to_owned();
                 }
