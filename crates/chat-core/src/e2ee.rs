@@ -733,66 +733,74 @@ mod tests {
             .seal(ALICE, BOB, &bob.public(), &message("for bob only"), at())
             .expect("seal");
 
-        // Replayed to Carol (she can see Alice's key too): not hers.
-        assert_eq!(
-            carol.open(ALICE, CAROL, Some(&alice.public()), &sealed),
-            Err(OpenError::Undecryptable)
-        );
-        // Bob with the wrong recipient in the AAD (as if it had been re-addressed).
-        assert_eq!(
-            bob.open(ALICE, CAROL, Some(&alice.public()), &sealed),
-            Err(OpenError::Undecryptable)
-        );
-        // Attributed to Carol, with Carol's key or Alice's.
-        assert_eq!(
-            bob.open(CAROL, BOB, Some(&carol.public()), &sealed),
-            Err(OpenError::Undecryptable)
-        );
-        assert_eq!(
-            bob.open(CAROL, BOB, Some(&alice.public()), &sealed),
-            Err(OpenError::Undecryptable)
-        );
-        // No key published for the sender.
-        assert_eq!(
-            bob.open(ALICE, BOB, None, &sealed),
-            Err(OpenError::NoSenderKey)
-        );
-        // A bit flipped anywhere in the ciphertext, or another timestamp.
-        let mut envelope = match Packet::decode(sealed.as_slice()).expect("decode").message {
+        let (alice_key, carol_key) = (alice.public(), carol.public());
+        // (Carol opens (else Bob), sender and recipient in the AAD, the sender's published key)
+        let cases = [
+            // Replayed to Carol (she can see Alice's key too): not hers.
+            (
+                true,
+                ALICE,
+                CAROL,
+                Some(&alice_key),
+                OpenError::Undecryptable,
+            ),
+            // Bob with the wrong recipient in the AAD (as if it had been re-addressed).
+            (
+                false,
+                ALICE,
+                CAROL,
+                Some(&alice_key),
+                OpenError::Undecryptable,
+            ),
+            // Attributed to Carol, with Carol's key or Alice's.
+            (
+                false,
+                CAROL,
+                BOB,
+                Some(&carol_key),
+                OpenError::Undecryptable,
+            ),
+            (
+                false,
+                CAROL,
+                BOB,
+                Some(&alice_key),
+                OpenError::Undecryptable,
+            ),
+            // No key published for the sender.
+            (false, ALICE, BOB, None, OpenError::NoSenderKey),
+        ];
+        for (is_carol, sender, recipient, key, refusal) in cases {
+            let who = if is_carol { &mut carol } else { &mut bob };
+            assert_eq!(who.open(sender, recipient, key, &sealed), Err(refusal));
+        }
+        // A bit flipped in the ciphertext or the enc, another timestamp, a short enc.
+        let envelope = match Packet::decode(sealed.as_slice()).expect("decode").message {
             Some(PacketMessage::Encrypted(e)) => e,
             _ => panic!("encrypted"),
         };
-        let reseal = |e: &Encrypted| {
-            Packet {
-                message: Some(PacketMessage::Encrypted(e.clone())),
+        // (a change to the envelope, whether it makes the packet malformed)
+        type Change = (fn(&mut Encrypted), bool);
+        let changes: [Change; 4] = [
+            (|e| e.ciphertext[3] ^= 0x01, false),
+            (|e| e.timestamp += 1.0, false),
+            (|e| e.enc[0] ^= 0x01, false),
+            (|e| e.enc.truncate(31), true),
+        ];
+        for (change, malformed) in changes {
+            let mut e = envelope.clone();
+            change(&mut e);
+            let bytes = Packet {
+                message: Some(PacketMessage::Encrypted(e)),
                 protocol_version: PROTOCOL_VERSION,
             }
-            .encode_to_vec()
-        };
-        let original = envelope.clone();
-        envelope.ciphertext[3] ^= 0x01;
-        assert_eq!(
-            bob.open(ALICE, BOB, Some(&alice.public()), &reseal(&envelope)),
-            Err(OpenError::Undecryptable)
-        );
-        envelope = original.clone();
-        envelope.timestamp += 1.0;
-        assert_eq!(
-            bob.open(ALICE, BOB, Some(&alice.public()), &reseal(&envelope)),
-            Err(OpenError::Undecryptable)
-        );
-        envelope = original.clone();
-        envelope.enc[0] ^= 0x01;
-        assert_eq!(
-            bob.open(ALICE, BOB, Some(&alice.public()), &reseal(&envelope)),
-            Err(OpenError::Undecryptable)
-        );
-        envelope = original.clone();
-        envelope.enc.truncate(31);
-        assert!(matches!(
-            bob.open(ALICE, BOB, Some(&alice.public()), &reseal(&envelope)),
-            Err(OpenError::Malformed(_))
-        ));
+            .encode_to_vec();
+            match bob.open(ALICE, BOB, Some(&alice_key), &bytes) {
+                Err(OpenError::Malformed(_)) => assert!(malformed),
+                Err(OpenError::Undecryptable) => assert!(!malformed),
+                other => panic!("{other:?}"),
+            }
+        }
         // Sealed by someone holding another key than the one Alice published (Carol's key
         // pair, claiming to be Alice).
         let forged = carol
