@@ -37,9 +37,12 @@
 //! arrives there with no sender in the official SDKs (`participant=None`). So [`Participant::send`]
 //! holds packets until the server has announced us: the batch that carries our own
 //! `ParticipantInfo` in state ACTIVE is sent to everyone in the room at once, so once it reaches
-//! us it has been sent to the others. The hold is bounded by [`Options::announce_wait`] (default
-//! 4 s, a batch interval and some), after which packets go anyway; it starts again after every
-//! rejoin (a new session is announced anew). [`Participant::is_announced`] tells where we are.
+//! us it has been sent to the others. It may still be on its way to them, or waiting in their
+//! SDK, while our first packet overtakes it on the data channel (seen in about one run in ten of
+//! the interop tests under load), so packets wait [`ANNOUNCE_GRACE`] (250 ms) more after it.
+//! The hold is bounded by [`Options::announce_wait`] (default 4 s, a batch interval and some),
+//! after which packets go anyway; it starts again after every rejoin (a new session is
+//! announced anew). [`Participant::is_announced`] tells where we are.
 //!
 //! ## Bounds
 //!
@@ -228,6 +231,8 @@ struct Announcement {
     /// When the current session joined.
     since: tokio::time::Instant,
     done: bool,
+    /// When the announcement reached us.
+    done_at: Option<tokio::time::Instant>,
 }
 
 impl Drop for Shared {
@@ -286,6 +291,7 @@ impl Shared {
             sid: sid.to_owned(),
             since: tokio::time::Instant::now(),
             done: false,
+            done_at: None,
         });
     }
 
@@ -298,6 +304,7 @@ impl Shared {
             let now_done = !a.done && a.sid == info.sid;
             if now_done {
                 a.done = true;
+                a.done_at = Some(tokio::time::Instant::now());
             }
             now_done
         });
@@ -343,6 +350,9 @@ pub struct Options {
 
 /// Default [`Options::announce_wait`]: LiveKit's 3 s batch interval and a margin.
 pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(4);
+/// How long packets still wait once our announcement reached us, for it to reach the others
+/// too (see the crate docs); within [`Options::announce_wait`].
+pub const ANNOUNCE_GRACE: Duration = Duration::from_millis(250);
 
 /// Default [`Options::event_queue_events`].
 pub const EVENT_QUEUE_EVENTS: usize = 4_096;
@@ -426,6 +436,7 @@ impl Participant {
                 sid: String::new(),
                 since: tokio::time::Instant::now(),
                 done: false,
+                done_at: None,
             })
             .0,
         });
@@ -509,11 +520,19 @@ impl Participant {
     pub async fn wait_announced(&self) {
         let mut rx = self.shared.announced.subscribe();
         loop {
-            let (done, deadline) = {
+            let (done_at, deadline) = {
                 let a = rx.borrow_and_update();
-                (a.done, a.since + self.announce_wait)
+                (a.done_at.filter(|_| a.done), a.since + self.announce_wait)
             };
-            if done || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            if let Some(at) = done_at {
+                let until = (at + ANNOUNCE_GRACE).min(deadline);
+                if now < until {
+                    tokio::time::sleep_until(until).await;
+                }
                 return;
             }
             tokio::select! {
