@@ -27,8 +27,9 @@
 //!   row, so that a ciphertext moved to another row (or a row whose visible columns are edited)
 //!   fails to open and is reported as [`Error::Corrupt`] instead of being shown in the wrong
 //!   place:
-//!   - a message's id, text, delivery status (with its reason) and reactions, as one value bound
-//!     to (conversation, message id, direction, timestamp);
+//!   - a message's id, text, delivery status (with its reason), reactions and how it travelled
+//!     (encrypted end to end or not), as one value bound to (conversation, message id,
+//!     direction, timestamp);
 //!   - a conversation's peer address, bound to the conversation;
 //!   - a known plaintext in the `meta` table, opened on every [`History::open`]: a file opened
 //!     with another wallet's key is [`Error::WrongKey`], before anything is read or written.
@@ -296,6 +297,8 @@ pub struct Entry {
     /// Milliseconds since the Unix epoch, UTC ([`millis_from_ole`], [`millis_from_system_time`]).
     pub timestamp_ms: i64,
     pub delivery: Delivery,
+    /// How it travelled: encrypted end to end or in plaintext (`None`: not known).
+    pub protection: Option<chat_core::Protection>,
 }
 
 /// A reaction on a message: the reference client's emoji index, and whether I set it (else the
@@ -326,6 +329,8 @@ pub struct Message {
     pub delivery: Delivery,
     /// Sorted by emoji index, then mine after the peer's.
     pub reactions: Vec<Reaction>,
+    /// How it travelled, as recorded (`None`: not known, e.g. recorded before it was kept).
+    pub protection: Option<chat_core::Protection>,
     /// Recorded after the last [`History::mark_read`] of its conversation (incoming only).
     pub unread: bool,
     cursor: Cursor,
@@ -362,6 +367,44 @@ struct Body {
     delivery: Delivery,
     #[serde(rename = "r", default)]
     reactions: Vec<Reaction>,
+    /// Absent in bodies written before it was kept.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    protection: Option<StoredProtection>,
+}
+
+/// [`chat_core::Protection`] as the sealed body keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum StoredProtection {
+    #[serde(rename = "e")]
+    Encrypted,
+    #[serde(rename = "p")]
+    Plaintext,
+    #[serde(rename = "k")]
+    PlaintextFromKeyedPeer,
+}
+
+impl From<chat_core::Protection> for StoredProtection {
+    fn from(p: chat_core::Protection) -> Self {
+        match p {
+            chat_core::Protection::Encrypted => StoredProtection::Encrypted,
+            chat_core::Protection::Plaintext => StoredProtection::Plaintext,
+            chat_core::Protection::PlaintextFromKeyedPeer => {
+                StoredProtection::PlaintextFromKeyedPeer
+            }
+        }
+    }
+}
+
+impl From<StoredProtection> for chat_core::Protection {
+    fn from(p: StoredProtection) -> Self {
+        match p {
+            StoredProtection::Encrypted => chat_core::Protection::Encrypted,
+            StoredProtection::Plaintext => chat_core::Protection::Plaintext,
+            StoredProtection::PlaintextFromKeyedPeer => {
+                chat_core::Protection::PlaintextFromKeyedPeer
+            }
+        }
+    }
 }
 
 struct Keys {
@@ -465,6 +508,7 @@ impl History {
             text: entry.text,
             delivery: entry.delivery,
             reactions: Vec::new(),
+            protection: entry.protection.map(StoredProtection::from),
         };
         let (nonce, sealed) = self.seal_body(&body, &conv, &mid, incoming, ts)?;
 
@@ -651,6 +695,7 @@ impl History {
                 timestamp_ms: ts,
                 delivery: body.delivery,
                 reactions: body.reactions,
+                protection: body.protection.map(chat_core::Protection::from),
                 unread: incoming && seq > read_seq,
                 cursor: Cursor {
                     timestamp_ms: ts,

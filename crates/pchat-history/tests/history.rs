@@ -44,6 +44,7 @@ fn entry(from_peer: bool, text: &str, timestamp_ms: i64) -> Entry {
         } else {
             Delivery::Sent
         },
+        protection: None,
     }
 }
 
@@ -766,4 +767,51 @@ fn the_default_path_is_one_file_per_wallet() {
 fn the_key_does_not_show_in_debug() {
     let a = format!("{:?}", HistoryKey::from_private_key(&MY_KEY));
     assert_eq!(a, "HistoryKey(..)");
+}
+
+#[tokio::test]
+async fn how_a_message_travelled_is_kept_and_survives_later_changes() {
+    use chat_core::Protection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    let h = open(&path).await;
+    let cases = [
+        (entry(true, "sealed", 1_000), Some(Protection::Encrypted)),
+        (entry(false, "clear", 2_000), Some(Protection::Plaintext)),
+        (
+            entry(true, "clear from a keyed peer", 3_000),
+            Some(Protection::PlaintextFromKeyedPeer),
+        ),
+        (entry(true, "unknown", 4_000), None),
+    ];
+    for (e, protection) in &cases {
+        let e = Entry {
+            protection: *protection,
+            ..e.clone()
+        };
+        assert!(h.record(PEER, e).await.unwrap());
+    }
+    // A reaction and a delivery change re-seal the body: the protection stays.
+    h.set_reaction(
+        PEER,
+        &cases[0].0.id,
+        Reaction {
+            emoji_index: 2,
+            mine: true,
+        },
+    )
+    .await
+    .unwrap();
+    h.set_delivery(PEER, &cases[1].0.id, Delivery::Sent)
+        .await
+        .unwrap();
+    drop(h);
+    let h = open(&path).await;
+    let got = h.messages(PEER, 10, None).await.unwrap();
+    let kept: Vec<_> = got
+        .iter()
+        .map(|m| (m.text.as_str(), m.protection))
+        .collect();
+    let want: Vec<_> = cases.iter().map(|(e, p)| (e.text.as_str(), *p)).collect();
+    assert_eq!(kept, want);
 }

@@ -162,6 +162,8 @@ pub struct HistoryLine {
     pub delivery: Delivery,
     /// Reactions kept with it: (emoji index in the reference client's atlas, mine).
     pub reactions: Vec<(u16, bool)>,
+    /// How it travelled, as the history recorded it (`None`: not known).
+    pub protection: Option<Protection>,
 }
 
 /// A conversation from the history, for [`App::load_conversations`].
@@ -806,7 +808,7 @@ impl App {
                     })
                     .take(MAX_REACTIONS_PER_LINE)
                     .collect(),
-                protection: None,
+                protection: m.protection,
                 seq: None,
             })
             .collect();

@@ -318,7 +318,10 @@ async fn record_incoming(h: &History, event: &ChatEvent, now: i64, app: &mut App
         }
     }
     if let ChatEvent::Message {
-        from, message, id, ..
+        from,
+        message,
+        id,
+        protection,
     } = event
     {
         let entry = pchat_history::Entry {
@@ -328,6 +331,7 @@ async fn record_incoming(h: &History, event: &ChatEvent, now: i64, app: &mut App
             // When it arrived here: the sender's own timestamp is theirs to choose.
             timestamp_ms: now,
             delivery: pchat_history::Delivery::Received,
+            protection: Some(*protection),
         };
         if let Err(e) = h.record(from, entry).await {
             app.report_error(format!(
@@ -446,6 +450,7 @@ async fn load_history(h: &History, peer: &str) -> Result<Vec<HistoryLine>, Strin
                 .iter()
                 .filter_map(|r| Some((u16::try_from(r.emoji_index).ok()?, r.mine)))
                 .collect(),
+            protection: m.protection,
         })
         .collect())
 }
@@ -465,6 +470,7 @@ async fn apply(app: &mut App, outcome: Outcome, history: Option<&History>) {
                     text,
                     timestamp_ms: now_ms(),
                     delivery: pchat_history::Delivery::Sent,
+                    protection: Some(sent.protection),
                 };
                 if let Err(e) = h.record(&to, entry).await {
                     app.report_error(format!(

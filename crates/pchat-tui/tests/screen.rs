@@ -538,6 +538,7 @@ fn history_fills_the_list_and_the_conversation() {
                 at_ms: NOON - 7_200_000,
                 delivery: Delivery::Received,
                 reactions: vec![(chat_core::reaction::emoji_index("👍").expect("atlas"), true)],
+                protection: Some(pchat_tui::sdk::Protection::Encrypted),
             },
             HistoryLine {
                 id: format!("{ME}:2"),
@@ -546,12 +547,20 @@ fn history_fills_the_list_and_the_conversation() {
                 at_ms: NOON - 3_600_000,
                 delivery: Delivery::Sent,
                 reactions: Vec::new(),
+                protection: None,
             },
         ],
     );
     let s = text(&screen(&app, 120, 20));
-    assert!(s.contains("10:00 0x33333333…3333: old one [👍 you]"), "{s}");
+    assert!(
+        s.contains("10:00 0x33333333…3333: old one [👍 you] 🔒"),
+        "{s}"
+    );
     assert!(s.contains("11:00 you: my old one ✓"), "{s}");
+    assert!(
+        !s.contains("my old one ✓ 🔒") && !s.contains("my old one ✓ 🔓"),
+        "{s}"
+    );
     assert!(!s.contains("(4)"), "{s}");
 }
 
