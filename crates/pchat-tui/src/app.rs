@@ -86,7 +86,12 @@ pub enum Author {
 pub enum Delivery {
     Received,
     Pending,
+    /// On the data channel (✓).
     Sent,
+    /// The recipient's client confirmed that it showed it (✓✓).
+    Delivered,
+    /// No confirmation came (the message may still have arrived), and why.
+    NotConfirmed(String),
     NotSent(String),
 }
 
@@ -937,9 +942,9 @@ impl App {
             ChatEvent::SocialState(s) => self.social = s,
             ChatEvent::FilterFailClosed(b) => self.fail_closed = b,
             ChatEvent::Lagged { dropped } => self.lagged = self.lagged.saturating_add(dropped),
-            // Sent (✓) already says it left; a confirmation needs no line.
-            ChatEvent::Delivered { .. } => {}
-            ChatEvent::NotDelivered { to, reason, .. } => {
+            ChatEvent::Delivered { id, to } => self.set_delivery(&to, &id, Delivery::Delivered),
+            ChatEvent::NotDelivered { id, to, reason } => {
+                self.set_delivery(&to, &id, Delivery::NotConfirmed(reason.to_string()));
                 self.info(format!("a message to {to} was not confirmed: {reason}"));
             }
         }
@@ -947,6 +952,19 @@ impl App {
     }
 
     // ---- helpers ----
+
+    /// The delivery of my message `id` to `peer` (a line no longer in memory is left alone).
+    fn set_delivery(&mut self, peer: &str, id: &str, delivery: Delivery) {
+        let peer = peer.to_ascii_lowercase();
+        if let Some(line) = self.conversation_mut(&peer).and_then(|c| {
+            c.lines
+                .iter_mut()
+                .rev()
+                .find(|l| l.author == Author::Me && l.id.as_deref() == Some(id))
+        }) {
+            line.delivery = delivery;
+        }
+    }
 
     fn set_state(&mut self, peer: &str, state: RecipientState) {
         if let Some(c) = self.conversation_mut(peer) {

@@ -227,6 +227,11 @@ fn message_lines(app: &App, c: &Conversation, cols: usize) -> Vec<TextLine<'stat
             Delivery::Received => (String::new(), Style::default()),
             Delivery::Pending => (" …".to_owned(), Style::default().fg(Color::DarkGray)),
             Delivery::Sent => (" ✓".to_owned(), Style::default().fg(Color::Green)),
+            Delivery::Delivered => (" ✓✓".to_owned(), Style::default().fg(Color::Green)),
+            Delivery::NotConfirmed(why) => (
+                format!(" ⚠ not confirmed: {}", safe(why)),
+                Style::default().fg(Color::Yellow),
+            ),
             Delivery::NotSent(why) => (
                 format!(" ✗ not sent: {}", safe(why)),
                 Style::default().fg(Color::Red),

@@ -782,3 +782,60 @@ fn encryption_shows_per_message_and_per_conversation() {
 fn key_enter(app: &mut App) -> Vec<Action> {
     key(app, KeyCode::Enter)
 }
+
+#[test]
+fn a_confirmed_message_shows_two_ticks_and_an_unconfirmed_one_says_why() {
+    let mut app = app();
+    open_bob(&mut app);
+    for (i, text) in ["confirmed", "lost"].iter().enumerate() {
+        type_str(&mut app, text);
+        let actions = key(&mut app, KeyCode::Enter);
+        let [Action::Send { seq, .. }] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        app.send_result(
+            *seq,
+            BOB,
+            Ok(SentInfo {
+                id: format!("{ME}:4500{i}.5"),
+                protection: pchat_tui::sdk::Protection::Encrypted,
+            }),
+        );
+    }
+    app.on_event(
+        ChatEvent::Delivered {
+            id: format!("{ME}:45000.5"),
+            to: BOB.into(),
+        },
+        NOON,
+    );
+    app.on_event(
+        ChatEvent::NotDelivered {
+            id: format!("{ME}:45001.5"),
+            to: BOB.into(),
+            reason: chat_core::Unconfirmed::NoReceipt {
+                waited: std::time::Duration::from_secs(10),
+                resends: 3,
+            },
+        },
+        NOON,
+    );
+    // An outcome for a message that is not on screen changes nothing.
+    app.on_event(
+        ChatEvent::Delivered {
+            id: format!("{ME}:1.5"),
+            to: BOB.into(),
+        },
+        NOON,
+    );
+    let s = text(&screen(&app, 140, 20));
+    assert!(s.contains("you: confirmed ✓✓ 🔒"), "{s}");
+    assert!(
+        s.contains("you: lost ⚠ not confirmed: no receipt within 10 s (sent again 3 times) 🔒"),
+        "{s}"
+    );
+    assert!(
+        s.contains("was not confirmed: no receipt within 10 s"),
+        "{s}"
+    );
+}

@@ -58,7 +58,8 @@ async fn two_pchat_chat_windows_talk() {
         ta.wait_for_within("alice", &format!("{b2} — CONNECTED"), 30);
         ta.wait_for_within("alice", "— 🔒 encrypted (their key ", 30);
         ta.line("alice", "hello bob");
-        ta.wait_for("alice", "you: hello bob ✓ 🔒");
+        // ✓✓: Bob's app confirmed that it showed it.
+        ta.wait_for("alice", "you: hello bob ✓✓ 🔒");
         ta.wait_for("bob", &format!("{} (1)", short(&a2)));
         ta.line("bob", &format!("/to {a2}"));
         ta.wait_for("bob", &format!("{}: hello bob 🔒", short(&a2)));
