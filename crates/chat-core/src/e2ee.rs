@@ -239,7 +239,9 @@ impl Incoming {
     }
 }
 
-/// A map that forgets its oldest entry past a bound.
+/// A map that forgets its oldest entry past a bound. Hand-written (a map and a queue) rather
+/// than the workspace's `quick_cache`: eviction here must be exactly oldest-first and
+/// [`E2ee::forget_peer`] removes every entry of one peer, which a cache's API does not offer.
 struct Bounded<K, V> {
     map: HashMap<K, V>,
     order: VecDeque<K>,
@@ -645,6 +647,16 @@ mod tests {
         encode_message(text, at(), true).expect("encode").0
     }
 
+    /// Alice's reaction to a message of Bob's.
+    fn alices_reaction() -> crate::Reaction {
+        crate::Reaction {
+            emoji_index: 3,
+            removal: false,
+            message_id: crate::message_id(BOB, 45_000.5),
+            address: ALICE.to_owned(),
+        }
+    }
+
     #[test]
     fn a_message_and_a_reaction_round_trip_and_say_nothing_in_clear() {
         let mut alice = E2ee::new(SessionKey::generate());
@@ -661,12 +673,7 @@ mod tests {
             .expect("open");
         assert_eq!(opened, plain, "the very packet a reference client sends");
 
-        let reaction = crate::Reaction {
-            emoji_index: 3,
-            removal: false,
-            message_id: crate::message_id(BOB, 45_000.5),
-            address: ALICE.to_owned(),
-        };
+        let reaction = alices_reaction();
         let plain = encode_reaction(&reaction).expect("reaction");
         let sealed = alice
             .seal(ALICE, BOB, &bob.public(), &plain, at())
@@ -702,12 +709,7 @@ mod tests {
             .expect("fits one packet");
         assert!(sealed.len() <= MAX_PACKET_PAYLOAD);
         // A reaction: its reacting address travels as the sender's identity.
-        let reaction = crate::Reaction {
-            emoji_index: 3,
-            removal: false,
-            message_id: crate::message_id(BOB, 45_000.5),
-            address: ALICE.to_owned(),
-        };
+        let reaction = alices_reaction();
         let plain = encode_reaction(&reaction).expect("reaction");
         let sealed = alice
             .seal(ALICE, BOB, &bob.public(), &plain, at())

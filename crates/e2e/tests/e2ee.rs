@@ -41,7 +41,7 @@ async fn official(system: &System, key: Option<ChatKey>) -> (NodeProcess, String
 
 /// The official SDK sends `payload` to `to` as the reference client addresses a message.
 async fn official_send(sdk: &mut NodeProcess, to: &str, payload: &[u8]) {
-    let cmd = json!({"cmd": "send", "payloadHex": hex(payload), "destinations": [to], "topic": to, "reliable": true});
+    let cmd = json!({"cmd": "send", "payloadHex": hex::encode(payload), "destinations": [to], "topic": to, "reliable": true});
     sdk.send_line(&cmd.to_string()).await.expect("send command");
     sdk.wait_for("\"sent\"", LIMIT).await.expect("sent");
 }
@@ -55,15 +55,8 @@ async fn official_codec(args: &[&str]) -> Value {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
+    hex::decode(text).expect("hex")
 }
 
 /// Waits until `player` sees `peer`'s published key (and returns it).
@@ -207,7 +200,7 @@ async fn two_clients_talk_encrypted_and_an_eavesdropper_in_the_room_sees_only_ci
                 .any(|w| SECRET.as_bytes().windows(8).any(|s| s == w)),
             "plaintext in what the SFU forwarded: {line}"
         );
-        let decoded = official_codec(&["decode", &hex(&payload)]).await;
+        let decoded = official_codec(&["decode", &hex::encode(&payload)]).await;
         assert_eq!(decoded["protocolVersion"], json!(100), "{decoded}");
         assert_eq!(decoded["case"], Value::Null, "{decoded}");
         if chat_core::packet::is_encrypted(&payload) {

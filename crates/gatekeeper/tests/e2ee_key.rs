@@ -24,6 +24,15 @@ fn with_key(key: &str) -> String {
     serde_json::json!({ "signer": "dcl:explorer", "chat_key": key }).to_string()
 }
 
+/// Replaces the metadata header after signing (what someone on the path could do).
+fn set_metadata(headers: &mut [(String, String)], metadata: &str) {
+    let meta = headers
+        .iter_mut()
+        .find(|(k, _)| k == "x-identity-metadata")
+        .expect("metadata header");
+    meta.1 = metadata.to_owned();
+}
+
 async fn metrics(gk: &TestGatekeeper) -> String {
     reqwest::get(gk.url("/metrics"))
         .await
@@ -143,21 +152,13 @@ async fn a_key_the_signature_does_not_cover_or_a_malformed_key_is_refused_and_co
     // payload no longer matches, in either format.
     for format in ["legacy", "v6"] {
         let (_, mut headers) = official_headers(&url, r#"{"signer":"dcl:explorer"}"#, format).await;
-        let meta = headers
-            .iter_mut()
-            .find(|(k, _)| k == "x-identity-metadata")
-            .expect("metadata header");
-        meta.1 = with_key(KEY_A);
+        set_metadata(&mut headers, &with_key(KEY_A));
         let (s, b) = get_with(&url, &headers).await;
         assert_eq!(s, 401, "{format}: {b}");
 
         // A signed key swapped for another one after signing: refused too.
         let (_, mut headers) = official_headers(&url, &with_key(KEY_A), format).await;
-        let meta = headers
-            .iter_mut()
-            .find(|(k, _)| k == "x-identity-metadata")
-            .expect("metadata header");
-        meta.1 = with_key(KEY_B);
+        set_metadata(&mut headers, &with_key(KEY_B));
         let (s, b) = get_with(&url, &headers).await;
         assert_eq!(s, 401, "{format} swapped key: {b}");
     }

@@ -690,7 +690,9 @@ impl PrivateChat {
         lock(&self.inner.state).drops.clone()
     }
 
-    /// Opens a conversation with `peer`: its state is pushed from now on. Returns the state now.
+    /// Opens a conversation with `peer`: its state is pushed from now on. Returns the state now;
+    /// the peer's key now is [`PrivateChat::encryption`], its changes come as
+    /// [`ChatEvent::PeerKey`].
     pub async fn open_conversation(&self, peer: &str) -> Result<RecipientState, NotSent> {
         let peer = normalize_address(peer).map_err(|_| NotSent::BadRecipient(peer.to_owned()))?;
         self.inner.rooms.reach(&peer, true).await;

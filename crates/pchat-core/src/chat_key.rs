@@ -43,10 +43,12 @@ impl ChatKey {
         if text.len() != KEY_HEX_LEN {
             return Err(BadChatKey::WrongLength(text.chars().count()));
         }
-        let mut out = [0u8; KEY_BYTES];
-        for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
-            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        // `hex` also reads upper case: only the one spelling passes.
+        if !text.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(BadChatKey::NotLowerHex);
         }
+        let mut out = [0u8; KEY_BYTES];
+        hex::decode_to_slice(text, &mut out).map_err(|_| BadChatKey::NotLowerHex)?;
         if out == [0u8; KEY_BYTES] {
             return Err(BadChatKey::AllZero);
         }
@@ -76,13 +78,7 @@ impl ChatKey {
 
     /// The published form: 64 lower-case hex digits.
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(KEY_HEX_LEN);
-        for b in self.0 {
-            s.push(char::from(DIGITS[usize::from(b >> 4)]));
-            s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// A short form to show a person (the first 8 hex digits), e.g. to compare keys by eye.
@@ -100,14 +96,6 @@ impl fmt::Debug for ChatKey {
 impl fmt::Display for ChatKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
-    }
-}
-
-fn nibble(c: u8) -> Result<u8, BadChatKey> {
-    match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        _ => Err(BadChatKey::NotLowerHex),
     }
 }
 
